@@ -1,0 +1,1 @@
+"""The one path every message takes: recipients resolved, local copies stored, remote queued."""

@@ -1,0 +1,195 @@
+"""The mail store's interface: what SMTP, IMAP, POP3 and the queue may ask of it.
+
+Every delivery (SMTP, submission, IMAP APPEND, bounces) and every reader (IMAP, POP3) goes
+through this interface and nothing else, so that a PostgreSQL backend can be added later
+without touching protocol code. Backends live beside it (``embedded`` = Maildir + SQLite).
+
+Invariants every backend keeps:
+- When ``append``/``deliver`` returns, the message is durable (content fsynced, directory
+  fsynced, metadata committed). Failure raises, and then nothing is visible.
+- UIDs in a folder are strictly ascending and never reused within a UIDVALIDITY.
+- Every change to a message or folder bumps the folder's HIGHESTMODSEQ (rfc7162:3.1) and wakes
+  ``wait_for_change`` waiters, in this process and (by polling) in others.
+- Names are UTF-8 with "/" as the hierarchy separator; "INBOX" is case-insensitive.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from enum import Enum
+from typing import Protocol
+
+from merpati.mime.structure import MessageStructure
+
+SEPARATOR = "/"
+SYSTEM_FLAGS = frozenset({"\\Seen", "\\Answered", "\\Flagged", "\\Deleted", "\\Draft"})
+# rfc6154:2 special-use folders created with every account, with their attribute.
+DEFAULT_FOLDERS: tuple[tuple[str, str | None], ...] = (
+    ("INBOX", None),
+    ("Sent", "\\Sent"),
+    ("Drafts", "\\Drafts"),
+    ("Trash", "\\Trash"),
+    ("Junk", "\\Junk"),
+    ("Archive", "\\Archive"),
+)
+
+
+class MailStoreError(Exception):
+    """Base of the store's errors; the message is safe to show to the account's owner."""
+
+
+class NoSuchFolder(MailStoreError):
+    pass
+
+
+class FolderExists(MailStoreError):
+    pass
+
+
+class QuotaExceeded(MailStoreError):
+    """SMTP answers 452 4.2.2, IMAP NO [OVERQUOTA]."""
+
+
+class InvalidName(MailStoreError):
+    pass
+
+
+class FolderNotEmpty(MailStoreError):
+    """Deleting a folder that has children and \\Noselect semantics would apply."""
+
+
+class NoSuchMessage(MailStoreError):
+    pass
+
+
+class FlagMode(Enum):
+    REPLACE = "replace"
+    ADD = "add"
+    REMOVE = "remove"
+
+
+@dataclass(frozen=True, slots=True)
+class FolderInfo:
+    name: str
+    uidvalidity: int
+    uidnext: int
+    highestmodseq: int
+    messages: int
+    unseen: int
+    recent: int
+    size: int
+    special_use: str | None
+    subscribed: bool
+
+
+@dataclass(frozen=True, slots=True)
+class MessageInfo:
+    uid: int
+    modseq: int
+    flags: frozenset[str]  # system flags ("\\Seen") and keywords ("$Forwarded")
+    internaldate: float  # seconds since the epoch (with the offset kept in internaldate_tz)
+    internaldate_tz: int  # the offset in minutes east of UTC that INTERNALDATE shows
+    size: int  # RFC822.SIZE: octets as stored (CRLF line ends)
+    uidl: str  # the POP3 unique id: never changes, unique per account
+
+
+@dataclass(frozen=True, slots=True)
+class AppendResult:
+    uidvalidity: int
+    uid: int
+    modseq: int
+
+
+@dataclass(frozen=True, slots=True)
+class CopyResult:
+    """rfc4315:3 COPYUID: the destination's UIDVALIDITY and old->new UID pairs."""
+
+    uidvalidity: int
+    pairs: tuple[tuple[int, int], ...]
+
+
+@dataclass(frozen=True, slots=True)
+class Changes:
+    """What changed in a folder after a MODSEQ: for IMAP untagged updates and QRESYNC."""
+
+    highestmodseq: int
+    changed: tuple[MessageInfo, ...]  # new or with new flags, in UID order
+    expunged: tuple[int, ...]  # UIDs removed, ascending
+
+
+@dataclass(frozen=True, slots=True)
+class DeliveryTarget:
+    account: str  # canonical account address
+    folder: str = "INBOX"
+    flags: frozenset[str] = frozenset()
+
+
+class Mailbox(Protocol):
+    """One account's mail. Obtained from ``MailStore.mailbox(address)``."""
+
+    account: str
+
+    async def folders(self) -> list[FolderInfo]: ...
+    async def folder(self, name: str) -> FolderInfo: ...
+    async def create_folder(self, name: str, special_use: str | None = None) -> None: ...
+    async def delete_folder(self, name: str) -> None: ...
+    async def rename_folder(self, old: str, new: str) -> None: ...
+    async def subscribe(self, name: str, subscribed: bool) -> None: ...
+
+    async def append(
+        self,
+        folder: str,
+        data: bytes,
+        flags: Iterable[str] = (),
+        internaldate: float | None = None,
+        internaldate_tz: int | None = None,
+    ) -> AppendResult: ...
+
+    async def messages(self, folder: str) -> list[MessageInfo]:
+        """Every message in UID order (a snapshot, for SELECT and POP3 login)."""
+        ...
+
+    async def changes_since(self, folder: str, modseq: int) -> Changes: ...
+    async def read(self, folder: str, uid: int) -> bytes: ...
+    async def structure(self, folder: str, uid: int) -> MessageStructure: ...
+
+    async def store_flags(
+        self,
+        folder: str,
+        uids: Sequence[int],
+        mode: FlagMode,
+        flags: Iterable[str],
+        unchanged_since: int | None = None,
+    ) -> tuple[list[MessageInfo], list[int]]:
+        """Returns (messages whose flags changed, UIDs refused by UNCHANGEDSINCE)."""
+        ...
+
+    async def copy(self, src: str, uids: Sequence[int], dst: str) -> CopyResult: ...
+    async def move(self, src: str, uids: Sequence[int], dst: str) -> CopyResult: ...
+    async def expunge(self, folder: str, uids: Sequence[int] | None = None) -> list[int]:
+        """Remove \\Deleted messages (only those in ``uids`` when given); returns their UIDs."""
+        ...
+
+    async def quota(self) -> tuple[int, int | None]:
+        """(bytes used, limit or None)."""
+        ...
+
+    async def wait_for_change(self, folder: str, after_modseq: int, timeout: float) -> int:
+        """Wait until the folder's HIGHESTMODSEQ exceeds ``after_modseq`` or the timeout
+        passes; return the current HIGHESTMODSEQ. Used by IMAP IDLE."""
+        ...
+
+
+class MailStore(Protocol):
+    async def deliver(
+        self, data: bytes, targets: Sequence[DeliveryTarget], internaldate: float | None = None
+    ) -> list[AppendResult | MailStoreError]:
+        """One message to several accounts at once (hard-linked, one durable commit).
+        Returns one result per target, in order: an AppendResult or the error for it."""
+        ...
+
+    def mailbox(self, account: str) -> Mailbox: ...
+    async def create_account(self, account: str) -> None: ...
+    async def remove_account(self, account: str) -> None: ...
+    async def close(self) -> None: ...

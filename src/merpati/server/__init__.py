@@ -1,0 +1,1 @@
+"""Start-up, the listener registry, connections, signals, and the admin HTTP listener."""

@@ -1,0 +1,55 @@
+"""One accepted client connection, handed by the listener registry to a protocol handler.
+
+The protocol's transport reads and writes through ``reader``/``writer`` and upgrades with
+``start_tls()`` (asyncio's public ``StreamWriter.start_tls``; STARTTLS/STLS). Nothing buffered
+before the upgrade survives it: the caller must discard its own buffer (rfc3207:4.2).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import ssl
+from dataclasses import dataclass, field
+
+
+@dataclass(eq=False)
+class Connection:
+    reader: asyncio.StreamReader
+    writer: asyncio.StreamWriter
+    listener: str  # "smtp", "submission", "imaps", ...
+    peer_ip: str
+    peer_port: int
+    local_ip: str
+    local_port: int
+    tls_context: ssl.SSLContext | None  # for STARTTLS; None when the listener has none
+    tls_version: str | None = None  # e.g. "TLSv1.3" once TLS is active
+    tls_cipher: str | None = None
+    id: str = field(default="")
+
+    @property
+    def tls_active(self) -> bool:
+        return self.tls_version is not None
+
+    def note_tls(self) -> None:
+        obj = self.writer.get_extra_info("ssl_object")
+        if isinstance(obj, ssl.SSLObject | ssl.SSLSocket):
+            self.tls_version = obj.version()
+            cipher = obj.cipher()
+            self.tls_cipher = cipher[0] if cipher else None
+
+    async def start_tls(self, timeout: float = 30.0) -> None:
+        """Upgrade to TLS in place (server side). Raises on handshake failure."""
+        if self.tls_context is None:
+            raise RuntimeError("no TLS context for this listener")
+        await asyncio.wait_for(
+            self.writer.start_tls(self.tls_context, ssl_handshake_timeout=timeout), timeout
+        )
+        self.note_tls()
+
+    async def close(self) -> None:
+        if not self.writer.is_closing():
+            self.writer.close()
+        try:
+            await asyncio.wait_for(self.writer.wait_closed(), 5)
+        except (OSError, TimeoutError, ssl.SSLError):
+            pass

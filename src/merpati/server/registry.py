@@ -1,0 +1,68 @@
+"""The listener and service registry: where protocols plug into ``merpati serve``.
+
+A protocol package provides, for each listener name of INTERFACE.md, a factory
+``def make(app: App) -> ListenerSpec``; it is named here by import path. Start-up binds every
+configured address of every listener, enforces the connection limits (total and per IP, with
+the protocol's own "busy" reply), does implicit TLS, and hands each accepted ``Connection`` to
+the spec's handler. Background services (the queue runner) are ``async def start(app) ->
+Service`` factories.
+
+A factory whose module is not installed yet is reported at start and its listener stays off.
+"""
+
+from __future__ import annotations
+
+import importlib
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Literal, Protocol
+
+from merpati.server.connection import Connection
+
+if TYPE_CHECKING:
+    from merpati.app import App
+
+TLSMode = Literal["none", "starttls", "implicit"]
+Handler = Callable[[Connection], Awaitable[None]]
+
+
+@dataclass(frozen=True, slots=True)
+class ListenerSpec:
+    handler: Handler
+    tls: TLSMode
+    busy_reply: bytes  # written before closing a connection refused by a limit
+
+
+class Service(Protocol):
+    async def stop(self) -> None: ...
+
+
+# listener name -> "module:factory"
+LISTENER_FACTORIES: dict[str, str] = {
+    "smtp": "merpati.smtp.server:mx_listener",
+    "submission": "merpati.smtp.server:submission_listener",
+    "submissions": "merpati.smtp.server:submissions_listener",
+    "imap": "merpati.imap.server:imap_listener",
+    "imaps": "merpati.imap.server:imaps_listener",
+    "pop3": "merpati.pop3.server:pop3_listener",
+    "pop3s": "merpati.pop3.server:pop3s_listener",
+    "http": "merpati.server.http:http_listener",
+}
+
+# "module:factory" of background services, started in order after the listeners are bound.
+SERVICE_FACTORIES: tuple[str, ...] = ("merpati.queue.service:start_queue_service",)
+
+
+def resolve(path: str) -> Callable[..., object] | None:
+    """Import "module:attr"; None if the module does not exist (not built yet)."""
+    module_name, attr = path.split(":")
+    try:
+        module = importlib.import_module(module_name)
+    except ModuleNotFoundError as exc:
+        if exc.name and module_name.startswith(exc.name):
+            return None
+        raise
+    fn = getattr(module, attr)
+    if not callable(fn):
+        raise TypeError(f"{path} is not callable")
+    return fn  # type: ignore[no-any-return]

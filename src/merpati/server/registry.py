@@ -49,7 +49,7 @@ LISTENER_FACTORIES: dict[str, str] = {
     "http": "merpati.server.http:http_listener",
 }
 
-# "module:factory" of background services, started in order after the listeners are bound.
+# "module:factory" of background services, started in order before the listeners accept.
 SERVICE_FACTORIES: tuple[str, ...] = ("merpati.queue.service:start_queue_service",)
 
 

@@ -163,7 +163,7 @@ def size_from_filename(name: str) -> int | None:
 
 def tmp_owner_dead(name: str) -> bool:
     """Whether a tmp/ file was left by a process of this host that no longer runs."""
-    m = re.match(r"\d+\.M\d+P(\d+)Q\d+R[0-9a-f]+\.(.+)$", name)
+    m = re.match(r"\d+\.M\d+P(\d+)Q\d+R[0-9a-f]+\.([^,:]+)", name)
     if not m or m.group(2) != _HOST:
         return False
     pid = int(m.group(1))

@@ -25,7 +25,7 @@ from pathlib import Path
 from merpati.mailstore.api import AppendResult, MailStoreError, NoSuchFolder, QuotaExceeded
 from merpati.mailstore.embedded.account import Account
 from merpati.mailstore.embedded.index import transaction
-from merpati.mailstore.embedded.layout import filename, fsync_dir
+from merpati.mailstore.embedded.layout import filename, sync_dirs, sync_many
 from merpati.mailstore.embedded.sync import FolderRow, dir_mtimes, folder_row
 
 
@@ -50,16 +50,16 @@ Outcome = AppendResult | MailStoreError
 def commit_batch(jobs: list[AppendJob]) -> list[Outcome]:
     """Blocking: make every job durable and visible, or fail it. Runs in a worker thread."""
     outcomes: dict[int, Outcome] = {}
-    for i, job in enumerate(jobs):
-        if job.fd is None:
-            continue
-        try:
-            os.fsync(job.fd)
-        except OSError:
+    fds = [(i, job.fd) for i, job in enumerate(jobs) if job.fd is not None]
+    try:
+        sync_many([fd for _, fd in fds])
+    except OSError:
+        for i, _ in fds:
             outcomes[i] = MailStoreError("the message could not be written")
-        finally:
-            os.close(job.fd)
-            job.fd = None
+    finally:
+        for i, fd in fds:
+            os.close(fd)
+            jobs[i].fd = None
     by_account: dict[int, list[int]] = defaultdict(list)
     for i, job in enumerate(jobs):
         if i not in outcomes:
@@ -130,8 +130,7 @@ def _commit_account(jobs: list[tuple[int, AppendJob]]) -> dict[int, Outcome]:
                     )
                     used += job.size
                     outcomes[i] = AppendResult(row.uidvalidity, uid, modseq)
-                for d in dirs:
-                    fsync_dir(d)
+                sync_dirs(sorted(dirs))
                 for name, (fid, _, uidnext, modseq) in state.items():
                     new_mtime, cur_mtime = dir_mtimes(account.root / rows[name].dirname)
                     w.execute(

@@ -21,12 +21,15 @@ message's permanent unique id (POP3 UIDL). No database access happens here.
 from __future__ import annotations
 
 import base64
+import ctypes
+import ctypes.util
 import itertools
 import os
 import re
 import secrets
 import socket
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 INDEX_NAME = "merpati-index.sqlite"
@@ -179,6 +182,49 @@ def tmp_owner_dead(name: str) -> bool:
 
 
 # -- durability helpers -------------------------------------------------------------------------
+# With this many files (or directories) to make durable at once, one syncfs(2) of the file
+# system is cheaper than one fsync each (measured: ~2 ms per fsync, ~30 ms per syncfs of 200).
+SYNCFS_MIN = 4
+_syncfs: Callable[[int], int] | None = None
+_syncfs_checked = False
+
+
+def _load_syncfs() -> Callable[[int], int] | None:
+    global _syncfs, _syncfs_checked
+    if not _syncfs_checked:
+        _syncfs_checked = True
+        try:
+            libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6", use_errno=True)
+            _syncfs = libc.syncfs
+        except (OSError, AttributeError):
+            _syncfs = None
+    return _syncfs
+
+
+def sync_many(fds: list[int]) -> None:
+    """Make the data of every open file in ``fds`` durable (same file system): fsync each, or
+    one syncfs(2) when there are many. Raises OSError on failure."""
+    syncfs = _load_syncfs() if len(fds) >= SYNCFS_MIN else None
+    if syncfs is not None and syncfs(fds[0]) == 0:
+        return
+    for fd in fds:
+        os.fsync(fd)
+
+
+def sync_dirs(dirs: list[Path]) -> None:
+    """Make renames/links in ``dirs`` durable: fsync each directory, or one syncfs(2)."""
+    syncfs = _load_syncfs() if len(dirs) >= SYNCFS_MIN else None
+    if syncfs is not None:
+        fd = os.open(dirs[0], os.O_RDONLY | os.O_DIRECTORY)
+        try:
+            if syncfs(fd) == 0:
+                return
+        finally:
+            os.close(fd)
+    for d in dirs:
+        fsync_dir(d)
+
+
 def fsync_dir(path: Path) -> None:
     fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY)
     try:

@@ -78,6 +78,8 @@ class Account:
         self._w: sqlite3.Connection | None = None
         self._r: sqlite3.Connection | None = None
         self._cache: dict[int, _Cache] = {}
+        # Folder counts as of (UIDVALIDITY, HIGHESTMODSEQ): every change bumps the latter.
+        self._counts: dict[int, tuple[tuple[int, int], tuple[int, float, float, float]]] = {}
         self._flagsets: dict[str, frozenset[str]] = {}
         self._data_version = -1
 
@@ -109,6 +111,7 @@ class Account:
             w.execute("DELETE FROM meta WHERE key = 'built'")
             build(w, self.root)
         self._cache.clear()
+        self._counts.clear()
 
     def close(self) -> None:
         with self.wlock, self.rlock:
@@ -147,11 +150,17 @@ class Account:
         return row
 
     def _info(self, conn: sqlite3.Connection, row: FolderRow) -> FolderInfo:
-        count, unseen, recent, size = conn.execute(
-            "SELECT count(*), total(seen = 0), total(recent), total(size) FROM messages"
-            " WHERE folder = ?",
-            (row.id,),
-        ).fetchone()
+        key = (row.uidvalidity, row.highestmodseq)
+        cached = self._counts.get(row.id)
+        if cached is not None and cached[0] == key:
+            count, unseen, recent, size = cached[1]
+        else:
+            count, unseen, recent, size = conn.execute(
+                "SELECT count(*), total(seen = 0), total(recent), total(size) FROM messages"
+                " WHERE folder = ?",
+                (row.id,),
+            ).fetchone()
+            self._counts[row.id] = (key, (count, unseen, recent, size))
         return FolderInfo(
             name=row.name,
             uidvalidity=row.uidvalidity,

@@ -102,6 +102,27 @@ class EmbeddedMailbox:
         self._notify(name)
         return outcome
 
+    async def append_many(
+        self, folder: str, items: Sequence[tuple[bytes, Iterable[str], float | None]]
+    ) -> list[AppendResult]:
+        """Bulk append (import): UIDs in the order given, one group commit for all. Raises the
+        first error after the others are committed (e.g. QuotaExceeded)."""
+        name = normalise_folder(folder)
+        limit = self._limit()
+        prepared = [
+            (data, normalise_flags(flags), time.time() if date is None else date)
+            for data, flags, date in items
+        ]
+        jobs = await self._call(_prepare_many, name, prepared, limit)
+        outcomes = await self._store.committer.submit(jobs)
+        self._notify(name)
+        results: list[AppendResult] = []
+        for outcome in outcomes:
+            if isinstance(outcome, Exception):
+                raise outcome
+            results.append(outcome)
+        return results
+
     # -- reading --------------------------------------------------------------------------------
     async def messages(self, folder: str) -> list[MessageInfo]:
         return await self._call(Account.messages, normalise_folder(folder))
@@ -207,6 +228,27 @@ def _prepare(
     return AppendJob(
         account, folder, tmp, fd, base, len(data), flags, internaldate, tz, blob, limit
     )
+
+
+def _prepare_many(
+    account: Account,
+    folder: str,
+    items: list[tuple[bytes, frozenset[str], float]],
+    limit: int | None,
+) -> list[AppendJob]:
+    jobs: list[AppendJob] = []
+    try:
+        for data, flags, date in items:
+            jobs.append(
+                _prepare(account, folder, data, flags, date, local_tz_minutes(date), limit, None)
+            )
+    except BaseException:
+        for job in jobs:
+            if job.fd is not None:
+                os.close(job.fd)
+            job.tmp.unlink(missing_ok=True)
+        raise
+    return jobs
 
 
 def link_job(

@@ -1,0 +1,158 @@
+"""Export and import of one account's mail, through the mail store API (any backend).
+
+Export writes either a Maildir++ tree (INBOX at the root, folders as ``.A.B``, flags in
+``:2,`` file names, keywords as Dovecot letters with a ``dovecot-keywords`` file, the internal
+date as the file's mtime) or one mboxrd file per folder (``INBOX.mbox``, ``A/B.mbox``).
+Import reads a Maildir, a Maildir++ tree, a single mbox file (into INBOX) or a directory of
+``.mbox`` files, keeping flags, keywords and internal dates; folders are created as needed.
+It does not touch the account database (the CLI checks that the account exists).
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterable, Iterator
+from pathlib import Path
+from typing import Any, Protocol
+
+from merpati.mailstore import mboxrd
+from merpati.mailstore.api import FolderExists, Mailbox
+from merpati.mailstore.embedded.layout import (
+    FLAG_LETTERS,
+    LETTER_FLAGS,
+    folder_dirname,
+    folder_name,
+    make_maildir,
+)
+
+IMPORT_BATCH = 200  # messages committed together on import
+_KEYWORD_LETTERS = "abcdefghijklmnopqrstuvwxyz"  # Dovecot's 26 keyword slots per folder
+
+
+class _BulkMailbox(Protocol):
+    async def append_many(
+        self, folder: str, items: list[tuple[bytes, Iterable[str], float | None]]
+    ) -> list[Any]: ...
+
+
+async def export_account(box: Mailbox, dest: Path, fmt: str) -> tuple[int, int]:
+    """Write every folder of ``box`` under ``dest``; returns (folders, messages)."""
+    dest.mkdir(parents=True, exist_ok=True)
+    folders = await box.folders()
+    count = 0
+    for info in folders:
+        msgs = await box.messages(info.name)
+        if fmt == "mbox":
+            target = dest / (info.name + ".mbox")
+            target.parent.mkdir(parents=True, exist_ok=True)
+            with open(target, "wb") as out:
+                for m in msgs:
+                    out.write(
+                        mboxrd.write_message(
+                            await box.read(info.name, m.uid), m.flags, m.internaldate
+                        )
+                    )
+            count += len(msgs)
+            continue
+        folder_dir = dest / folder_dirname(info.name)
+        make_maildir(folder_dir)
+        if info.name != "INBOX":
+            (folder_dir / "maildirfolder").touch()
+        keywords = sorted({f for m in msgs for f in m.flags if not f.startswith("\\")})
+        letters = dict(zip(keywords, _KEYWORD_LETTERS, strict=False))
+        if letters:
+            (folder_dir / "dovecot-keywords").write_text(
+                "".join(f"{i} {kw}\n" for i, kw in enumerate(letters))
+            )
+        for m in msgs:
+            info_letters = "".join(sorted(FLAG_LETTERS[f] for f in m.flags if f in FLAG_LETTERS))
+            info_letters += "".join(sorted(letters[f] for f in m.flags if f in letters))
+            name = f"{int(m.internaldate)}.M{m.uid:010d}P{os.getpid()}.merpati,S={m.size}"
+            path = folder_dir / "cur" / f"{name}:2,{info_letters}"
+            path.write_bytes(await box.read(info.name, m.uid))
+            os.utime(path, (m.internaldate, m.internaldate))
+            count += 1
+    return len(folders), count
+
+
+def _maildir_messages(folder_dir: Path) -> Iterator[tuple[Path, frozenset[str], float]]:
+    keywords: dict[str, str] = {}
+    kw_file = folder_dir / "dovecot-keywords"
+    if kw_file.exists():
+        for line in kw_file.read_text("utf-8", "replace").splitlines():
+            idx, _, word = line.partition(" ")
+            if idx.isdigit() and int(idx) < 26 and word:
+                keywords[_KEYWORD_LETTERS[int(idx)]] = word
+    entries: list[tuple[tuple[int, str], Path]] = []
+    for sub in ("cur", "new"):
+        for entry in os.scandir(folder_dir / sub):
+            if entry.is_file() and not entry.name.startswith("."):
+                prefix = entry.name.split(".", 1)[0]
+                key = (int(prefix) if prefix.isdigit() else 1 << 62, entry.name)
+                entries.append((key, Path(entry.path)))
+    for _, path in sorted(entries):
+        info = path.name.rpartition(":2,")
+        letters = info[2] if info[1] else ""
+        flags = {LETTER_FLAGS[c] for c in letters if c in LETTER_FLAGS}
+        flags.update(keywords[c] for c in letters if c in keywords)
+        yield path, frozenset(flags), path.stat().st_mtime
+
+
+def _sources(src: Path) -> Iterator[tuple[str, str, Path]]:
+    """(folder, kind "maildir"|"mbox", path) for everything importable under ``src``."""
+    if src.is_file():
+        yield "INBOX", "mbox", src
+        return
+    if (src / "cur").is_dir():
+        yield "INBOX", "maildir", src
+        for entry in sorted(os.scandir(src), key=lambda e: e.name):
+            name = folder_name(entry.name) if entry.is_dir() else None
+            if name and name != "INBOX" and (Path(entry.path) / "cur").is_dir():
+                yield name, "maildir", Path(entry.path)
+        return
+    for path in sorted(src.rglob("*.mbox")):
+        rel = path.relative_to(src).as_posix()[: -len(".mbox")]
+        yield ("INBOX" if rel.upper() == "INBOX" else rel), "mbox", path
+
+
+async def import_account(box: Mailbox, src: Path) -> tuple[int, int]:
+    """Import everything under ``src`` into ``box``; returns (folders, messages)."""
+    bulk: _BulkMailbox | None = box if hasattr(box, "append_many") else None  # type: ignore[assignment]
+    folders = 0
+    count = 0
+    for folder, kind, path in _sources(src):
+        try:
+            await box.create_folder(folder)
+        except FolderExists:
+            pass
+        folders += 1
+        batch: list[tuple[bytes, Iterable[str], float | None]] = []
+        if kind == "maildir":
+            items: Iterable[tuple[bytes, frozenset[str], float | None]] = (
+                (p.read_bytes(), flags, date) for p, flags, date in _maildir_messages(path)
+            )
+        else:
+            items = mboxrd.read_messages(path.read_bytes())
+        for data, flags, date in items:
+            batch.append((data, flags, date))
+            if len(batch) >= IMPORT_BATCH:
+                count += await _flush(box, bulk, folder, batch)
+                batch = []
+        count += await _flush(box, bulk, folder, batch)
+    return folders, count
+
+
+async def _flush(
+    box: Mailbox,
+    bulk: _BulkMailbox | None,
+    folder: str,
+    batch: list[tuple[bytes, Iterable[str], float | None]],
+) -> int:
+    if not batch:
+        return 0
+    if bulk is not None:
+        await bulk.append_many(folder, batch)
+    else:
+        for data, flags, date in batch:
+            await box.append(folder, data, flags, date)
+    return len(batch)

@@ -22,7 +22,13 @@ from concurrent.futures import Executor
 from dataclasses import dataclass
 from pathlib import Path
 
-from merpati.mailstore.api import AppendResult, MailStoreError, NoSuchFolder, QuotaExceeded
+from merpati.mailstore.api import (
+    AppendResult,
+    MailStoreError,
+    NoSuchFolder,
+    QuotaExceeded,
+    StorageFailure,
+)
 from merpati.mailstore.embedded.account import Account
 from merpati.mailstore.embedded.index import transaction
 from merpati.mailstore.embedded.layout import filename, sync_dirs, sync_many
@@ -55,7 +61,7 @@ def commit_batch(jobs: list[AppendJob]) -> list[Outcome]:
         sync_many([fd for _, fd in fds])
     except OSError:
         for i, _ in fds:
-            outcomes[i] = MailStoreError("the message could not be written")
+            outcomes[i] = StorageFailure("the message could not be written")
     finally:
         for i, fd in fds:
             os.close(fd)
@@ -145,7 +151,7 @@ def _commit_account(jobs: list[tuple[int, AppendJob]]) -> dict[int, Outcome]:
                     os.rename(final, tmp)
                 except OSError:
                     pass
-            return {i: MailStoreError("the message could not be stored") for i, _ in jobs}
+            return {i: StorageFailure("the message could not be stored") for i, _ in jobs}
     return outcomes
 
 
@@ -178,7 +184,7 @@ class GroupCommitter:
                     self._executor, commit_batch, [job for job, _ in batch]
                 )
             except Exception:
-                outcomes = [MailStoreError("the message could not be stored")] * len(batch)
+                outcomes = [StorageFailure("the message could not be stored")] * len(batch)
             for (_, future), outcome in zip(batch, outcomes, strict=True):
                 if not future.done():
                     future.set_result(outcome)

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+import sqlite3
 import time
 from collections.abc import Callable, Iterable, Sequence
 from typing import TYPE_CHECKING, TypeVar
@@ -22,6 +23,7 @@ from merpati.mailstore.api import (
     InvalidName,
     MessageInfo,
     QuotaExceeded,
+    StorageFailure,
 )
 from merpati.mailstore.embedded.account import Account
 from merpati.mailstore.embedded.commit import AppendJob
@@ -35,6 +37,7 @@ if TYPE_CHECKING:
     from merpati.mailstore.embedded.store import EmbeddedMailStore
 
 T = TypeVar("T")
+OWN_FSYNC_SIZE = 1_000_000  # bytes from which a message's writer fsyncs it itself
 
 
 def local_tz_minutes(when: float) -> int:
@@ -50,7 +53,11 @@ class EmbeddedMailbox:
     async def _call(self, fn: Callable[..., T], *args: object) -> T:
         acct = await self._store.open_account(self.account)
         loop = asyncio.get_running_loop()
-        return await loop.run_in_executor(self._store.executor, fn, acct, *args)
+        try:
+            return await loop.run_in_executor(self._store.executor, fn, acct, *args)
+        except (OSError, sqlite3.Error) as exc:
+            # Disk full, permissions, a damaged file: the operation did not happen.
+            raise StorageFailure("the mail store could not complete the operation") from exc
 
     def _notify(self, folder: str | None = None) -> None:
         self._store.feed.notify(self.account, folder)
@@ -224,7 +231,18 @@ def _prepare(
     blob = structure if structure is not None else serial.dumps(scan(data))
     base = new_basename()
     tmp = account.root / row.dirname / "tmp" / filename(base, len(data), None)
-    fd = write_file(tmp, data, internaldate)
+    fd: int | None = write_file(tmp, data, internaldate)
+    if fd is not None and len(data) >= OWN_FSYNC_SIZE:
+        # A big file is synced by its own writer thread, in parallel with the others; the
+        # batch then only renames and commits it.
+        try:
+            os.fsync(fd)
+        except OSError:
+            tmp.unlink(missing_ok=True)
+            raise
+        finally:
+            os.close(fd)
+        fd = None
     return AppendJob(
         account, folder, tmp, fd, base, len(data), flags, internaldate, tz, blob, limit
     )

@@ -13,12 +13,13 @@ from __future__ import annotations
 import asyncio
 import os
 import shutil
+import sqlite3
 import time
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
-from merpati.mailstore.api import AppendResult, DeliveryTarget, MailStoreError
+from merpati.mailstore.api import AppendResult, DeliveryTarget, MailStoreError, StorageFailure
 from merpati.mailstore.embedded.account import Account
 from merpati.mailstore.embedded.commit import AppendJob, GroupCommitter
 from merpati.mailstore.embedded.feed import POLL_INTERVAL, ChangeFeed
@@ -138,15 +139,15 @@ class EmbeddedMailStore:
                 jobs.append((i, job))
             except MailStoreError as exc:
                 results[i] = exc
-            except OSError:
-                results[i] = MailStoreError("the message could not be stored")
+            except (OSError, sqlite3.Error):
+                results[i] = StorageFailure("the message could not be stored")
         if jobs:
             outcomes = await self.committer.submit([job for _, job in jobs])
             for (i, job), outcome in zip(jobs, outcomes, strict=True):
                 results[i] = outcome
                 if isinstance(outcome, AppendResult):
                     self.feed.notify(job.account.account, job.folder)
-        return [r if r is not None else MailStoreError("not stored") for r in results]
+        return [r if r is not None else StorageFailure("not stored") for r in results]
 
     async def close(self) -> None:
         await self.committer.drain()

@@ -138,8 +138,10 @@ class _Run:
         async def update() -> int:
             # rfc1939:6 UPDATE: remove exactly the messages this session marked.
             await box.store_flags(INBOX, uids, FlagMode.ADD, ["\\Deleted"])
-            removed = await box.expunge(INBOX, uids)
-            return len(set(removed) & set(uids))
+            await box.expunge(INBOX, uids)
+            # Gone is gone: a message expunged meanwhile through IMAP counts as removed.
+            remaining = {m.uid for m in await box.messages(INBOX)}
+            return len(set(uids) - remaining)
 
         try:
             # Shielded: once started, a vanished client or a shutdown does not cut it short.

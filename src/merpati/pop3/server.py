@@ -46,7 +46,7 @@ __all__ = ["BUSY_REPLY", "pop3_listener", "pop3s_listener", "serve_pop3"]
 BUSY_REPLY = b"-ERR [SYS/TEMP] too many connections\r\n"
 INBOX = "INBOX"
 READ_SIZE = 64 * 1024
-# Drain the socket when this much reply data is waiting (a big RETR is written in one piece).
+# Replies are gathered and written together; past this many bytes they are written at once.
 WRITE_HIGH_WATER = 256 * 1024
 
 _LOCKS: weakref.WeakKeyDictionary[App, MaildropLocks] = weakref.WeakKeyDictionary()
@@ -89,6 +89,9 @@ class _Run:
         self.account: str | None = None
         self.retrieved = 0
         self.deleted = 0
+        self.out: list[bytes] = []
+        self.out_size = 0
+        self.seen: list[int] = []
 
     def box(self) -> Mailbox:
         if self.mailbox is None:
@@ -126,11 +129,31 @@ class _Run:
         if data is not None:
             self.retrieved += 1
 
-    async def mark_seen(self, uid: int) -> None:
+    def send(self, data: bytes) -> bool:
+        """Queue reply bytes; True when enough is queued to be worth a write now."""
+        self.out.append(data)
+        self.out_size += len(data)
+        return self.out_size >= WRITE_HIGH_WATER
+
+    async def flush(self) -> None:
+        """Write the queued replies in one piece and wait for the socket to take them."""
+        if self.out:
+            data = self.out[0] if len(self.out) == 1 else b"".join(self.out)
+            self.out.clear()
+            self.out_size = 0
+            self.conn.writer.write(data)
+        await self.conn.writer.drain()
+
+    async def flush_seen(self) -> None:
+        """Set \\Seen on everything retrieved since the last flush, in one store call (one
+        durable write for a pipelined batch of RETRs, not one per message)."""
+        if not self.seen or self.mailbox is None:
+            return
+        uids, self.seen = self.seen, []
         try:
-            await self.box().store_flags(INBOX, [uid], FlagMode.ADD, ["\\Seen"])
+            await self.mailbox.store_flags(INBOX, uids, FlagMode.ADD, ["\\Seen"])
         except MailStoreError:
-            pass  # the message may have been expunged through IMAP meanwhile
+            pass  # messages expunged through IMAP meanwhile
 
     async def commit(self, session: Pop3Session, uids: tuple[int, ...]) -> None:
         box = self.box()
@@ -154,7 +177,7 @@ class _Run:
 
     async def start_tls(self, session: Pop3Session) -> None:
         conn = self.conn
-        await conn.writer.drain()
+        await self.flush()
         # rfc2595:4 bytes the client sent after STLS and before the handshake are plaintext
         # that must not be taken as commands over TLS: a client doing that is refused.
         pending = getattr(conn.reader, "_buffer", b"")
@@ -186,13 +209,14 @@ async def serve_pop3(app: App, conn: Connection) -> None:
     )
     run = _Run(app, conn)
     result = "disconnected"
-    writer = conn.writer
     try:
-        writer.write(session.greeting())
+        run.send(session.greeting())
         while True:
             action = session.next_action()
             if action is NEED_DATA:
-                await writer.drain()
+                # Nothing more to do until the client speaks: answer everything so far.
+                await run.flush()
+                await run.flush_seen()
                 try:
                     data = await asyncio.wait_for(
                         conn.reader.read(READ_SIZE), cfg.limits.pop3_idle_timeout
@@ -204,9 +228,8 @@ async def serve_pop3(app: App, conn: Connection) -> None:
                     break  # hang-up: nothing is deleted
                 session.receive(data)
             elif isinstance(action, Send):
-                writer.write(action.data)
-                if writer.transport.get_write_buffer_size() > WRITE_HIGH_WATER:
-                    await writer.drain()
+                if run.send(action.data):
+                    await run.flush()
             elif isinstance(action, Verify):
                 account = await app.auth.verify(action.username, action.password, conn.peer_ip)
                 session.verified(account)
@@ -215,14 +238,15 @@ async def serve_pop3(app: App, conn: Connection) -> None:
             elif isinstance(action, FetchMessage):
                 await run.fetch(session, action.uid)
             elif isinstance(action, MarkSeen):
-                await run.mark_seen(action.uid)
+                run.seen.append(action.uid)
             elif isinstance(action, StartTLS):
                 await run.start_tls(session)
             elif isinstance(action, Commit):
+                await run.flush_seen()
                 await run.commit(session, action.uids)
             elif isinstance(action, Close):
                 result = action.reason
-                await writer.drain()
+                await run.flush()
                 break
     except (ConnectionError, ssl.SSLError, OSError):
         result = "connection lost"
@@ -230,11 +254,15 @@ async def serve_pop3(app: App, conn: Connection) -> None:
         result = f"internal error: {type(exc).__name__}"
         app.log.event("pop3.error", peer=conn.peer_ip, error=repr(exc))
         try:
-            writer.write(err("internal server error", RespCode.SYS_TEMP))
-            await asyncio.wait_for(writer.drain(), 5)
+            run.send(err("internal server error", RespCode.SYS_TEMP))
+            await asyncio.wait_for(run.flush(), 5)
         except (ConnectionError, ssl.SSLError, OSError, TimeoutError):
             pass
     finally:
+        try:
+            await run.flush_seen()  # what was sent before a hang-up still counts as read
+        except Exception as exc:
+            app.log.event("pop3.error", peer=conn.peer_ip, error=repr(exc))
         run.release()
         await conn.close()
         app.log.event(

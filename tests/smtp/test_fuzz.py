@@ -54,9 +54,9 @@ FRAGMENTS = [
 
 REPLY_LINE = re.compile(r"\d{3}[ -].*")
 
-inputs = st.lists(
-    st.one_of(st.sampled_from(FRAGMENTS), st.binary(max_size=40)), max_size=40
-).map(b"".join)
+inputs = st.lists(st.one_of(st.sampled_from(FRAGMENTS), st.binary(max_size=40)), max_size=40).map(
+    b"".join
+)
 
 
 def check_output(output: bytes) -> None:

@@ -130,7 +130,9 @@ def test_dot_stuffed_message_exactly_at_limit_is_accepted() -> None:
 
 
 def test_declared_size_refused_at_mail() -> None:
-    r = both(EHLO + b"MAIL FROM:<s@example.net> SIZE=10001\r\nMAIL FROM:<s@example.net> SIZE=10\r\n")
+    r = both(
+        EHLO + b"MAIL FROM:<s@example.net> SIZE=10001\r\nMAIL FROM:<s@example.net> SIZE=10\r\n"
+    )
     assert r.lines[-2] == "552 5.3.4 Declared message size exceeds the limit"
     assert r.lines[-1] == "250 2.1.0 Sender OK"
 

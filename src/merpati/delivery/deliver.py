@@ -10,8 +10,10 @@ handed to ``app.queue.enqueue`` (durable when it returns); without a queue they 
 4.3.0 temporary failure. Returns only when every copy is durable; never raises for a
 recipient's failure (it becomes that recipient's outcome).
 
-An envelope recipient succeeds only if every local account and the queue took it: a partial
-failure is reported as a failure so the sender retries (a duplicate is better than a loss).
+An envelope recipient succeeds if every copy is durable somewhere: when some of an alias's
+accounts took the message and others failed (over quota), the failed accounts are enqueued
+(the queue retries local recipients through this same function and bounces when it must); if
+that is impossible the recipient fails, so the sender retries (a duplicate beats a loss).
 """
 
 from __future__ import annotations
@@ -79,15 +81,27 @@ def make_deliverer(app: App) -> Deliverer:
         for rcpt, addresses in remote_of.items():
             for address in addresses:
                 remote.setdefault(address, replace(rcpt, address=address))
+        # A recipient (an alias) some of whose accounts got the message and some did not:
+        # the failed accounts go to the queue, which retries them and bounces if it must.
+        retry: dict[str, Recipient] = {}
+        for rcpt, accs in local_of.items():
+            failed_accs = [a for a in accs if account_result[a][0] >= 400]
+            if failed_accs and len(failed_accs) < len(accs):
+                for a in failed_accs:
+                    retry.setdefault(a, replace(rcpt, address=a))
         queue_id: str | None = None
         remote_result = _QUEUED
-        if remote:
+        retried = False
+        if remote or retry:
             if app.queue is None:
                 remote_result = _NO_QUEUE
             else:
                 try:
-                    queue_id = await app.queue.enqueue(envelope, message, tuple(remote.values()))
+                    queue_id = await app.queue.enqueue(
+                        envelope, message, (*remote.values(), *retry.values())
+                    )
                     app.queue.wake()
+                    retried = bool(retry)
                 except Exception as exc:
                     app.log.event("delivery.error", stage="queue", error=type(exc).__name__)
                     remote_result = _TEMP
@@ -97,6 +111,10 @@ def make_deliverer(app: App) -> Deliverer:
             outcome = failed.get(rcpt)
             if outcome is None:
                 results_for = [account_result[a] for a in local_of[rcpt]]
+                if retried and any(a in retry for a in local_of[rcpt]):
+                    results_for = [_QUEUED]
+                elif any(a in retry for a in local_of[rcpt]):
+                    results_for.append(remote_result)
                 if remote_of[rcpt]:
                     results_for.append(remote_result)
                 bad = [r for r in results_for if r[0] >= 400]

@@ -195,9 +195,12 @@ def _params(text: str) -> dict[str, str | None]:
     for word in text.split():
         key, eq, value = word.partition("=")
         key = key.upper()
+        value_or_none = value if eq else None
+        if key in out and out[key] == value_or_none:
+            continue  # the same parameter twice (smtplib can do this) is harmless
         if not key or key in out or (eq and not value):
             raise CommandError(replies.SYNTAX_ERROR)
-        out[key] = value if eq else None
+        out[key] = value_or_none
     return out
 
 

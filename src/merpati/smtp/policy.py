@@ -35,8 +35,10 @@ def check_mail(app: App, role: Role, account: str | None, mail: Mail) -> Reply:
 async def check_rcpt(app: App, account: str | None, rcpt: Rcpt) -> tuple[Reply, str | None]:
     """The reply for RCPT and, when accepted, the canonical recipient address."""
     text = rcpt.address
-    if text == "postmaster":  # rfc5321:4.1.1.3 Postmaster without a domain
-        text = f"postmaster@{app.config.hostname}"
+    if text == "postmaster":  # rfc5321:4.1.1.3 Postmaster without a domain is ours
+        domains = app.accounts.domains()
+        host = app.config.hostname
+        text = f"postmaster@{host if host in domains or not domains else domains[0]}"
     try:
         address = canonical_address(text)
         domain = canonical_domain(address.rsplit("@", 1)[1])
@@ -61,7 +63,7 @@ async def check_rcpt(app: App, account: str | None, rcpt: Rcpt) -> tuple[Reply, 
 
 
 async def _over_quota(app: App, account: str) -> bool:
-    """rfc5321:4.5.3.1.10 tell the sender early (452 4.2.2) when a mailbox is known full."""
+    """Tell the sender early (452 4.2.2, rfc3463:3.3 mailbox full) when a mailbox is full."""
     info = app.accounts.get_account(account)
     if info is None or info.quota is None:
         return False

@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import secrets
 import ssl
 import time
@@ -28,7 +29,7 @@ from datetime import UTC, datetime
 from functools import partial
 
 from merpati.app import App
-from merpati.delivery.api import Deliverer, DeliveryReport
+from merpati.delivery.api import Deliverer, DeliveryReport, Envelope
 from merpati.delivery.deliver import make_deliverer
 from merpati.server.connection import Connection
 from merpati.server.registry import ListenerSpec
@@ -270,6 +271,7 @@ class SmtpConnection:
             log(result="error", error=type(exc).__name__)
             self.m_messages.labels(listener, "error").inc()
             return replies.TEMP_FAILURE
+        report = await self._settle(envelope, message, report)
         reply = reply_for(report, msg_id)
         self.m_delivery.labels(listener).observe(time.monotonic() - started)
         result = "accepted" if reply.positive else "refused"
@@ -282,6 +284,30 @@ class SmtpConnection:
             seconds=round(time.monotonic() - started, 4),
         )
         return reply
+
+    async def _settle(
+        self, envelope: Envelope, message: bytes, report: DeliveryReport
+    ) -> DeliveryReport:
+        """Some recipients got the message and some failed: SMTP has one reply for all, so
+        hand the failed ones to the queue (it retries local recipients and bounces when it
+        must) and report success. Without a queue the report stands (the client retries)."""
+        failed = [o for o in report.outcomes if not o.ok]
+        queue = self.app.queue
+        if not failed or len(failed) == len(report.outcomes) or queue is None:
+            return report
+        try:
+            queue_id = await queue.enqueue(envelope, message, tuple(o.recipient for o in failed))
+            queue.wake()
+        except Exception as exc:
+            self.app.log.event(
+                "smtp.error", id=self.conn.id, stage="queue", error=type(exc).__name__
+            )
+            return report
+        outcomes = tuple(
+            o if o.ok else dataclasses.replace(o, ok=True, code=250, status="2.0.0", text="Queued")
+            for o in report.outcomes
+        )
+        return DeliveryReport(outcomes, report.queue_id or queue_id)
 
 
 def reply_for(report: DeliveryReport, msg_id: str) -> Reply:

@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 from merpati.app import App
-from merpati.config import Config, LimitsConfig, ListenAddress, ListenConfig, TLSConfig
+from merpati.config import Config, LimitsConfig, ListenAddress, TLSConfig
 from merpati.delivery.api import Envelope, Recipient
 from merpati.delivery.deliver import make_deliverer
 from merpati.server.listeners import Acceptor
@@ -56,16 +56,6 @@ class InProcServer:
         self.config = Config(
             hostname=hostname,
             data_dir=data_dir,
-            listen=ListenConfig(
-                smtp=LOCAL,
-                submission=LOCAL,
-                submissions=LOCAL,
-                imap=(),
-                imaps=(),
-                pop3=(),
-                pop3s=(),
-                http=(),
-            ),  # fmt: skip
             tls=TLSConfig(allow_plaintext_auth=plaintext_auth),
             limits=dataclasses.replace(LimitsConfig(), **limits),
         )

@@ -22,9 +22,7 @@ def _addresses(addrs: tuple[EnvelopeAddress, ...] | None, utf8: bool) -> bytes:
     return (
         b"("
         + b"".join(
-            b"("
-            + b" ".join(nstring(v, utf8) for v in (a.name, a.adl, a.mailbox, a.host))
-            + b")"
+            b"(" + b" ".join(nstring(v, utf8) for v in (a.name, a.adl, a.mailbox, a.host)) + b")"
             for a in addrs
         )
         + b")"
@@ -145,8 +143,8 @@ def find_part(msg: MessageStructure, path: tuple[int, ...]) -> BodyPart | None:
                 part = inner
             else:
                 return None
-        elif n == 1:
-            # a non-multipart message or part has exactly one part, itself
+        elif n == 1 and i == 0:
+            # a non-multipart message has exactly one part, its body
             continue
         else:
             return None

@@ -269,7 +269,7 @@ def _copymove(cur: Cursor, t: bytes, name: str, uid: bool = False) -> c.Command:
 
 def _uid_expunge(cur: Cursor, t: bytes, name: str) -> c.Command:
     cur.sp()
-    return c.UidExpunge(t, name, sequence_set(cur))
+    return c.UidExpunge(t, "UID EXPUNGE", sequence_set(cur))
 
 
 _RULES: dict[str, Rule] = {

@@ -15,7 +15,7 @@ from merpati.imap.parse.strings import astring
 
 SIMPLE = (
     b"ENVELOPE", b"FLAGS", b"INTERNALDATE", b"RFC822.HEADER", b"RFC822.SIZE", b"RFC822.TEXT",
-    b"RFC822", b"BODYSTRUCTURE", b"UID", b"MODSEQ", b"SAVEDATE", b"EMAILID", b"THREADID",
+    b"RFC822", b"BODYSTRUCTURE", b"UID", b"MODSEQ",
 )  # fmt: skip
 MACROS = {
     b"ALL": (b"FLAGS", b"INTERNALDATE", b"RFC822.SIZE", b"ENVELOPE"),

@@ -75,6 +75,7 @@ class MerpatiServer:
         hostname: str = "localhost",
         listeners: tuple[str, ...] = LISTENERS,
         allow_plaintext_auth: bool = False,
+        tls_extra: str = "",
     ) -> None:
         self.base = base
         self.host = host
@@ -88,8 +89,8 @@ class MerpatiServer:
         self.config_path.write_text(
             f'hostname = "{hostname}"\ndata_dir = "{self.data_dir}"\n\n'
             f"[listen]\n{listen}\n{off}\n\n"
-            f"[tls]\nallow_plaintext_auth = {'true' if allow_plaintext_auth else 'false'}\n\n"
-            + extra_toml
+            f"[tls]\nallow_plaintext_auth = {'true' if allow_plaintext_auth else 'false'}\n"
+            f"{tls_extra}\n" + extra_toml
         )
         self.proc: subprocess.Popen[bytes] | None = None
         self._log: object = None
@@ -114,6 +115,11 @@ class MerpatiServer:
             if time.monotonic() > deadline:
                 self.kill()
                 raise RuntimeError(f"merpati serve did not listen in {timeout}s:\n{self.log()}")
+            log_text = self.log()
+            absent = [n for n in pending if f"listener.absent listener={n}\n" in log_text]
+            if absent:
+                self.kill()
+                raise RuntimeError(f"listeners not built yet: {absent}")
             for name, port in list(pending.items()):
                 with contextlib.suppress(OSError), socket.create_connection((self.host, port), 0.2):
                     del pending[name]

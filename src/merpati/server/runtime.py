@@ -82,7 +82,9 @@ def drop_privileges(app: App) -> None:
         raise OperationalError(f"config key 'user': no such user {user!r}") from None
     for root, dirs, files in os.walk(app.config.data_dir):
         for name in [*dirs, *files]:
-            os.lchown(os.path.join(root, name), pw.pw_uid, pw.pw_gid)
+            path = os.path.join(root, name)
+            if os.lstat(path).st_uid != pw.pw_uid:
+                os.lchown(path, pw.pw_uid, pw.pw_gid)
     os.chown(app.config.data_dir, pw.pw_uid, pw.pw_gid)
     os.setgroups([])
     os.setgid(pw.pw_gid)

@@ -113,6 +113,8 @@ def _item(
         return b"INTERNALDATE " + format_date_time(info.internaldate, info.internaldate_tz)
     if name == "RFC822":
         return b"RFC822 " + wire.literal(data)
+    if name in ("BODY", "BINARY") and att.has_section and not att.section and not att.text:
+        return att.response_name() + b" " + wire.literal(sections.partial(data, att))
     if st is None:
         raise AssertionError("structure not loaded")
     if name == "ENVELOPE":

@@ -52,7 +52,7 @@ async def fetch(s: Session, cmd: c.Command) -> Result:
             view.note_flags(changed)
             if "FLAGS" not in names:
                 atts.append(FetchAtt("FLAGS"))
-    need_data = any(a.name not in _META and a.name not in _STRUCT for a in atts)
+    need_data = any(_needs_data(a) for a in atts)
     need_struct = any(_needs_structure(a) for a in atts)
     rev1 = not s.rev2
     utf8 = s.utf8
@@ -81,6 +81,12 @@ async def fetch(s: Session, cmd: c.Command) -> Result:
     if missing and not cmd.uid:
         raise no("Some messages were expunged meanwhile", b"EXPUNGEISSUED")
     return ok(f"{'UID ' if cmd.uid else ''}FETCH completed")
+
+
+def _needs_data(att: FetchAtt) -> bool:
+    if att.name in _META:
+        return False
+    return att.name not in _STRUCT or att.has_section
 
 
 def _needs_structure(att: FetchAtt) -> bool:

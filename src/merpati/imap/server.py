@@ -58,6 +58,12 @@ async def serve(app: App, conn: Connection) -> None:
     writer = conn.writer
 
     async def sink(data: bytes) -> None:
+        if session.want_starttls:
+            # Stop reading before the client can see "OK Begin TLS": its ClientHello must
+            # reach the TLS layer, not the plaintext stream buffer (asyncio start_tls race).
+            transport = writer.transport
+            if isinstance(transport, asyncio.ReadTransport):
+                transport.pause_reading()
         writer.write(data)
         await writer.drain()
 

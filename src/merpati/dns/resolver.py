@@ -94,7 +94,7 @@ class DnsResolver:
         out: list[tuple[int, str]] = []
         for rr in await self._query(domain, "MX"):
             exchange = rr.exchange.to_text(omit_final_dot=True).lower()  # type: ignore[attr-defined]
-            out.append((int(rr.preference), "" if exchange in ("", "@") else exchange))  # type: ignore[attr-defined]
+            out.append((int(rr.preference), "" if exchange in ("", "@", ".") else exchange))  # type: ignore[attr-defined]
         return out
 
     async def addresses(self, host: str) -> list[str]:

@@ -329,8 +329,19 @@ class QueueRunner:
             if o.mx and key != _LOCAL:
                 r.remote_mta = o.mx
             r.relayed = o.result == "delivered" and key != _LOCAL and not o.peer_dsn
+            if o.result == "delivered" and o.peer_dsn:
+                r.notified = True  # rfc3461:5.2 NOTIFY went on to the peer, which reports
             updates.append(
-                RecipientUpdate(r.idx, r.state, o.code, o.status, reply, r.remote_mta, r.relayed)
+                RecipientUpdate(
+                    r.idx,
+                    r.state,
+                    o.code,
+                    o.status,
+                    reply,
+                    r.remote_mta,
+                    r.relayed,
+                    notified=r.notified,
+                )
             )
             self.deps.log(
                 "queue.attempt",
@@ -376,7 +387,6 @@ class QueueRunner:
             elif age >= cfg.max_queue_time:
                 # rfc5321:4.5.4.1 give up after the configured time; rfc3463 X.4.7.
                 r.state, r.last_status = "bounced", "4.4.7"
-                r.last_reply = f"delivery time expired; last error: {r.last_reply or 'none'}"
             else:
                 continue
             forced.append(
@@ -450,13 +460,16 @@ class QueueRunner:
             r.last_reply if remote and r.last_reply and r.last_reply[:3].isdigit() else None
         )
         status = r.last_status or ("2.0.0" if action in ("delivered", "relayed") else "4.0.0")
+        text = r.last_reply or action
+        if action == "failed" and status == "4.4.7":
+            text = f"delivery time expired; last error: {r.last_reply or 'none'}"
         if action == "delayed" and not status.startswith("4"):
             status = "4.0.0"
         return DSNRecipient(
             address=r.address,
             action=action,
             status=status,
-            text=r.last_reply or action,
+            text=text,
             orcpt=r.orcpt,
             remote_mta=remote,
             diagnostic=diagnostic,

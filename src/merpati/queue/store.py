@@ -120,6 +120,7 @@ class RecipientUpdate:
     remote_mta: str | None
     relayed: bool = False
     attempted: bool = True
+    notified: bool = False  # no DSN will be due for this state (the peer took the duty over)
 
 
 def _envelope_json(env: Envelope) -> str:
@@ -382,7 +383,7 @@ class QueueStore:
             db.executemany(
                 "UPDATE recipients SET state = ?, attempts = attempts + ?, last_code = ?,"
                 " last_status = ?, last_reply = ?, remote_mta = coalesce(?, remote_mta),"
-                " relayed = ? WHERE message_id = ? AND idx = ?",
+                " relayed = ?, notified = max(notified, ?) WHERE message_id = ? AND idx = ?",
                 [
                     (
                         u.state,
@@ -392,6 +393,7 @@ class QueueStore:
                         u.reply,
                         u.remote_mta,
                         int(u.relayed),
+                        int(u.notified),
                         qid,
                         u.idx,
                     )

@@ -37,6 +37,10 @@ class FakeSMTP:
     tls_context: ssl.SSLContext | None = None
     credentials: tuple[str, str] | None = None
     stall_after_data: float = 0.0
+    broken_starttls: bool = False  # say 220 to STARTTLS, then hang up
+    implicit_tls: bool = False  # TLS from the first byte (port 465 style)
+    auth_mechanisms: str = "PLAIN LOGIN"
+    no_ehlo: bool = False  # an old server: 502 to EHLO, HELO only
     transactions: list[Transaction] = field(default_factory=list)
     connections: int = 0
     max_open: int = 0
@@ -45,7 +49,8 @@ class FakeSMTP:
     _server: asyncio.Server | None = None
 
     async def start(self) -> int:
-        self._server = await asyncio.start_server(self._handle, "127.0.0.1", 0)
+        ctx = self.tls_context if self.implicit_tls else None
+        self._server = await asyncio.start_server(self._handle, "127.0.0.1", 0, ssl=ctx)
         return int(self._server.sockets[0].getsockname()[1])
 
     async def close(self) -> None:
@@ -79,7 +84,7 @@ class FakeSMTP:
         await writer.drain()
         if not greet.startswith(b"220"):
             return
-        tls = False
+        tls = self.implicit_tls
         auth: str | None = None
         mail: tuple[str, list[str]] | None = None
         rcpts: list[tuple[str, list[str]]] = []
@@ -90,20 +95,26 @@ class FakeSMTP:
             text = line.decode("utf-8", "replace").rstrip("\r\n")
             self.commands.append(text)
             verb = text.split(" ", 1)[0].upper()
-            if verb in ("EHLO", "HELO"):
+            if verb == "EHLO" and self.no_ehlo:
+                writer.write(b"502 5.5.1 EHLO not supported\r\n")
+            elif verb == "HELO":
+                writer.write(b"250 fake.test\r\n")
+            elif verb == "EHLO":
                 exts = list(self.extensions)
-                if self.tls_context is not None and not tls:
+                if (self.tls_context is not None or self.broken_starttls) and not tls:
                     exts.append("STARTTLS")
                 if self.credentials is not None:
-                    exts.append("AUTH PLAIN LOGIN")
+                    exts.append("AUTH " + self.auth_mechanisms)
                 lines = ["fake.test", *exts]
                 out = "".join(
                     f"250{'-' if i < len(lines) - 1 else ' '}{ln}\r\n" for i, ln in enumerate(lines)
                 )
                 writer.write(out.encode())
-            elif verb == "STARTTLS" and self.tls_context is not None:
+            elif verb == "STARTTLS" and (self.tls_context is not None or self.broken_starttls):
                 writer.write(b"220 2.0.0 go ahead\r\n")
                 await writer.drain()
+                if self.broken_starttls or self.tls_context is None:
+                    return
                 await writer.start_tls(self.tls_context)
                 tls = True
                 continue

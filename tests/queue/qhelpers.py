@@ -143,3 +143,47 @@ def make_config(tmp: Path, port: int, **delivery: Any) -> Config:
         delivery=DeliveryConfig(**base),
         limits=LimitsConfig(command_timeout=5.0, data_timeout=5.0),
     )
+
+
+class ThreadedSink:
+    """A ``FakeSMTP`` served from its own thread and event loop, for tests whose other side is
+    a ``merpati serve`` subprocess."""
+
+    def __init__(self, sink: Any) -> None:
+        import threading
+
+        self.sink = sink
+        self.port = 0
+        self._loop = asyncio.new_event_loop()
+        self._ready = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+
+    def _run(self) -> None:
+        asyncio.set_event_loop(self._loop)
+
+        async def go() -> None:
+            self.port = await self.sink.start()
+            self._ready.set()
+
+        self._loop.run_until_complete(go())
+        self._loop.run_forever()
+
+    def __enter__(self) -> ThreadedSink:
+        self._thread.start()
+        if not self._ready.wait(10):
+            raise RuntimeError("sink did not start")
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        fut = asyncio.run_coroutine_threadsafe(self.sink.close(), self._loop)
+        fut.result(10)
+        self._loop.call_soon_threadsafe(self._loop.stop)
+        self._thread.join(10)
+
+
+def wait_sync(cond: Callable[[], bool], timeout: float = 20.0, what: str = "condition") -> None:
+    deadline = time.monotonic() + timeout
+    while not cond():
+        if time.monotonic() > deadline:
+            raise AssertionError(f"{what} not reached in {timeout}s")
+        time.sleep(0.05)

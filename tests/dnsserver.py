@@ -31,8 +31,11 @@ def _norm(name: str) -> str:
 
 
 class DNSServer:
-    def __init__(self, records: Records | None = None, host: str = "127.0.0.1") -> None:
+    def __init__(
+        self, records: Records | None = None, host: str = "127.0.0.1", ttl: int = 60
+    ) -> None:
         self.host = host
+        self.ttl = ttl
         self.port = 0
         self.records: Records = {}
         self.queries: list[tuple[str, str]] = []
@@ -76,7 +79,7 @@ class DNSServer:
             known = any(n == name for (n, _) in self.records)
             zones = self._zones()
         if values:
-            response.answer.append(dns.rrset.from_text(q.name, 60, "IN", rdtype, *values))
+            response.answer.append(dns.rrset.from_text(q.name, self.ttl, "IN", rdtype, *values))
         elif not known:
             in_zone = any(name == z or name.endswith("." + z) for z in zones)
             response.set_rcode(dns.rcode.NXDOMAIN if in_zone else dns.rcode.REFUSED)

@@ -43,6 +43,7 @@ __all__ = [
     "RSA_BITS",
     "DkimKeyError",
     "KeyInfo",
+    "canonical_domain",
     "create_keys",
     "dkimpy_private_key",
     "domain_dir",
@@ -80,7 +81,7 @@ class KeyInfo:
         return self.selector[1:]
 
 
-def _canonical_domain(domain: str) -> str:
+def canonical_domain(domain: str) -> str:
     """Lowercase A-label form; refuses anything that is not a host name (it names a path)."""
     text = domain.strip().rstrip(".").lower()
     try:
@@ -94,7 +95,7 @@ def _canonical_domain(domain: str) -> str:
 
 
 def domain_dir(data_dir: Path, domain: str) -> Path:
-    return data_dir / "dkim" / _canonical_domain(domain)
+    return data_dir / "dkim" / canonical_domain(domain)
 
 
 @contextlib.contextmanager
@@ -166,7 +167,7 @@ def _scan(directory: Path, domain: str) -> list[KeyInfo]:
 
 def list_selectors(data_dir: Path, domain: str) -> list[KeyInfo]:
     """Every key of ``domain``, oldest set first."""
-    canonical = _canonical_domain(domain)
+    canonical = canonical_domain(domain)
     return _scan(data_dir / "dkim" / canonical, canonical)
 
 
@@ -205,7 +206,7 @@ def create_keys(data_dir: Path, domain: str, *, now: float | None = None) -> lis
 
     Idempotent: a domain that already has keys keeps them, and their selectors are returned.
     """
-    canonical = _canonical_domain(domain)
+    canonical = canonical_domain(domain)
     directory = data_dir / "dkim" / canonical
     when = time.time() if now is None else now
     with _locked(directory):
@@ -217,7 +218,7 @@ def create_keys(data_dir: Path, domain: str, *, now: float | None = None) -> lis
 
 def rotate(data_dir: Path, domain: str, *, now: float | None = None) -> list[str]:
     """Add a new key set to ``domain`` and return its selectors; older sets stay published."""
-    canonical = _canonical_domain(domain)
+    canonical = canonical_domain(domain)
     directory = data_dir / "dkim" / canonical
     when = time.time() if now is None else now
     with _locked(directory):
@@ -246,7 +247,7 @@ def signing_keys(
 
 def remove_selector(data_dir: Path, domain: str, selector: str) -> None:
     """Delete one key; its DNS record may be withdrawn afterwards."""
-    canonical = _canonical_domain(domain)
+    canonical = canonical_domain(domain)
     directory = data_dir / "dkim" / canonical
     with _locked(directory):
         keys = {k.selector: k for k in _scan(directory, canonical)}

@@ -113,7 +113,13 @@ def from_domains(message: bytes) -> list[str] | None:
         addresses: tuple[Address, ...] = value.addresses if value is not None else ()
     except (ValueError, IndexError, TypeError, AttributeError):
         return None
-    domains = [a.domain.rstrip(".").lower() for a in addresses if a.domain]
-    if not domains or len(domains) != len(addresses):
-        return None
-    return domains
+    domains: list[str] = []
+    for a in addresses:
+        name = a.domain.rstrip(".").lower()
+        if not name:
+            return None
+        try:
+            domains.append(name if name.isascii() else name.encode("idna").decode("ascii"))
+        except UnicodeError:
+            return None
+    return domains or None

@@ -94,7 +94,7 @@ def parse_duration(value: object) -> float:
 def parse_listen_address(value: object) -> ListenAddress:
     """``0.0.0.0:25``, ``[::]:25``, ``localhost:2025``."""
     if not isinstance(value, str):
-        raise ValueError("expected a string such as \"0.0.0.0:25\" or \"[::]:25\"")
+        raise ValueError('expected a string such as "0.0.0.0:25" or "[::]:25"')
     m = re.fullmatch(r"\[([0-9A-Fa-f:.%a-zA-Z]+)\]:(\d{1,5})", value) or re.fullmatch(
         r"([A-Za-z0-9.\-]+):(\d{1,5})", value
     )
@@ -109,7 +109,7 @@ def parse_listen_address(value: object) -> ListenAddress:
 def parse_host_port(value: object, default_port: int) -> tuple[str, int]:
     """``host``, ``host:port``, ``[v6]:port`` -> (host, port)."""
     if not isinstance(value, str):
-        raise ValueError("expected a string such as \"smtp.example.net:587\"")
+        raise ValueError('expected a string such as "smtp.example.net:587"')
     m = re.fullmatch(r"\[([^\]]+)\](?::(\d{1,5}))?", value)
     if m:
         return m.group(1), int(m.group(2) or default_port)
@@ -264,11 +264,11 @@ def _parse_value(kind: str, value: object, base: Path) -> object:
         return tuple(value)
     if kind == "listen":
         if not isinstance(value, list):
-            raise ValueError("expected a list of \"ADDRESS:PORT\" strings")
+            raise ValueError('expected a list of "ADDRESS:PORT" strings')
         return tuple(parse_listen_address(v) for v in value)
     if kind == "hostports53":
         if not isinstance(value, list):
-            raise ValueError("expected a list of \"ADDRESS[:PORT]\" strings")
+            raise ValueError('expected a list of "ADDRESS[:PORT]" strings')
         return tuple(parse_host_port(v, 53) for v in value)
     if kind == "path":
         if not isinstance(value, str) or not value:

@@ -20,7 +20,7 @@ from typing import TYPE_CHECKING, Literal, Protocol
 from merpati.server.connection import Connection
 
 if TYPE_CHECKING:
-    from merpati.app import App
+    pass
 
 TLSMode = Literal["none", "starttls", "implicit"]
 Handler = Callable[[Connection], Awaitable[None]]

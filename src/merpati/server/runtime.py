@@ -1,0 +1,176 @@
+"""``merpati serve``: build the shared services, bind every listener, run until a signal.
+
+Order at start: open the stores and TLS (first start: self-signed certificate; on the embedded
+default with no accounts, ``postmaster@localhost``), start background services (the queue),
+bind all listeners (any failure: one line, exit 1, nothing left half-started), drop privileges
+if started as root with ``user`` set, then accept. SIGTERM/SIGINT: stop accepting, let live
+sessions finish for ``[limits] shutdown_grace``, stop services, exit 0. SIGHUP: reload the TLS
+certificate.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+import signal
+import sys
+from collections.abc import Awaitable, Callable
+from typing import cast
+
+from merpati.accounts.store import AccountStore
+from merpati.app import App
+from merpati.auth.credentials import Authenticator
+from merpati.auth.passwords import generate_password
+from merpati.clientsettings import client_settings
+from merpati.config import Config
+from merpati.errors import OperationalError
+from merpati.logging import EventLog
+from merpati.metrics import Metrics
+from merpati.server import registry
+from merpati.server.listeners import Acceptor
+from merpati.tls import TLSManager
+
+
+def build_app(config: Config) -> App:
+    from merpati.mailstore import open_mailstore
+
+    try:
+        config.data_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
+    except OSError as exc:
+        raise OperationalError(f"cannot create data directory {config.data_dir}: {exc}") from None
+    accounts = AccountStore.open(config.data_dir)
+    auth = Authenticator(accounts, free_failures=config.limits.auth_failures)
+    mailstore = open_mailstore(config, accounts.quota)
+    return App(
+        config=config,
+        accounts=accounts,
+        auth=auth,
+        mailstore=mailstore,
+        tls=TLSManager(config),
+        metrics=Metrics(),
+        log=EventLog(),
+    )
+
+
+async def bootstrap_first_start(app: App) -> None:
+    """Embedded default, no accounts: create postmaster@localhost and print its settings."""
+    if not app.config.embedded or app.accounts.count_accounts():
+        return
+    if not app.accounts.is_local_domain("localhost"):
+        app.accounts.add_domain("localhost")
+    password = generate_password()
+    account = app.accounts.add_account("postmaster@localhost", password)
+    await app.mailstore.create_account(account.address)
+    print(
+        "Merpati first start: created the account postmaster@localhost\n"
+        f"  password: {password}   (shown once; change it with: merpati user passwd "
+        "postmaster@localhost)\n\n" + client_settings(app.config, account.address) + "\n",
+        flush=True,
+    )
+
+
+def drop_privileges(app: App) -> None:
+    user = app.config.user
+    if not user or os.geteuid() != 0:
+        return
+    import pwd
+
+    try:
+        pw = pwd.getpwnam(user)
+    except KeyError:
+        raise OperationalError(f"config key 'user': no such user {user!r}") from None
+    for root, dirs, files in os.walk(app.config.data_dir):
+        for name in [*dirs, *files]:
+            path = os.path.join(root, name)
+            if os.lstat(path).st_uid != pw.pw_uid:
+                os.lchown(path, pw.pw_uid, pw.pw_gid)
+    os.chown(app.config.data_dir, pw.pw_uid, pw.pw_gid)
+    os.setgroups([])
+    os.setgid(pw.pw_gid)
+    os.setuid(pw.pw_uid)
+    app.log.event("server.privileges", user=user, uid=pw.pw_uid)
+
+
+async def _start_services(app: App) -> list[registry.Service]:
+    services: list[registry.Service] = []
+    for path in registry.SERVICE_FACTORIES:
+        factory = registry.resolve(path)
+        if factory is None:
+            app.log.event("service.absent", service=path)
+            continue
+        start = cast(Callable[[App], Awaitable[registry.Service]], factory)
+        services.append(await start(app))
+    return services
+
+
+async def _set_deliverer(app: App) -> None:
+    factory = registry.resolve("merpati.delivery.deliver:make_deliverer")
+    if factory is not None:
+        app.deliver = factory(app)  # type: ignore[assignment]
+
+
+async def serve(config: Config) -> int:
+    app = build_app(config)
+    acceptor = Acceptor(app)
+    services: list[registry.Service] = []
+    try:
+        await bootstrap_first_start(app)
+        await _set_deliverer(app)
+        services = await _start_services(app)
+        for name, path in registry.LISTENER_FACTORIES.items():
+            addresses = getattr(config.listen, name)
+            if not addresses:
+                continue
+            factory = registry.resolve(path)
+            if factory is None:
+                app.log.event("listener.absent", listener=name)
+                continue
+            spec = cast(registry.ListenerSpec, factory(app))
+            await acceptor.bind(name, spec, addresses)
+        drop_privileges(app)
+    except BaseException:
+        acceptor.stop_accepting()
+        for s in services:
+            await s.stop()
+        await app.mailstore.close()
+        raise
+
+    loop = asyncio.get_running_loop()
+    stop = asyncio.Event()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, stop.set)
+
+    def reload_tls() -> None:
+        try:
+            app.tls.reload()
+            app.log.event("tls.reloaded", cert=str(app.tls.cert_path))
+        except OperationalError as exc:
+            app.log.event("tls.reload_failed", error=str(exc))
+
+    loop.add_signal_handler(signal.SIGHUP, reload_tls)
+    listening = " ".join(f"{n}={h}:{p}" for n, addrs in acceptor.bound.items() for h, p in addrs)
+    app.log.event("server.ready", hostname=config.hostname, data_dir=str(config.data_dir))
+    print(f"merpati: listening {listening}", file=sys.stderr, flush=True)
+    await stop.wait()
+
+    app.log.event("server.stopping", sessions=len(acceptor.tasks))
+    app.stopping.set()
+    acceptor.stop_accepting()
+    await acceptor.drain(config.limits.shutdown_grace)
+    for s in reversed(services):
+        with contextlib.suppress(Exception):
+            await s.stop()
+    await app.mailstore.close()
+    app.accounts.close()
+    app.log.event("server.stopped")
+    return 0
+
+
+def run(config: Config) -> int:
+    try:
+        import uvloop
+    except ImportError:
+        return asyncio.run(serve(config))
+    result: int = uvloop.run(serve(config))
+    return result

@@ -36,6 +36,7 @@ from typing import Literal
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ed25519, rsa
 
+from merpati import address
 from merpati.errors import OperationalError
 
 __all__ = [
@@ -82,14 +83,14 @@ class KeyInfo:
 
 
 def canonical_domain(domain: str) -> str:
-    """Lowercase A-label form; refuses anything that is not a host name (it names a path)."""
-    text = domain.strip().rstrip(".").lower()
+    """Lowercase A-label form (as the account store keeps domains); refuses anything that is
+    not a host name, since it names a directory."""
     try:
-        ascii_form = text.encode("idna").decode("ascii") if not text.isascii() else text
-    except UnicodeError:
+        ascii_form = address.canonical_domain(domain)
+    except address.AddressError:
         raise DkimKeyError(f"{domain!r} is not a valid domain name") from None
     labels = ascii_form.split(".")
-    if len(ascii_form) > 253 or len(labels) < 1 or not all(_LABEL.fullmatch(x) for x in labels):
+    if len(ascii_form) > 253 or not all(_LABEL.fullmatch(x) for x in labels):
         raise DkimKeyError(f"{domain!r} is not a valid domain name")
     return ascii_form
 

@@ -132,9 +132,11 @@ def records_for(config: Config, domain: str) -> list[Record]:
     return out
 
 
-def zone_lines(config: Config, domain: str, records: list[Record]) -> list[str]:
+def zone_lines(config: Config, domain: str, records: list[Record] | None = None) -> list[str]:
     """The records as zone-file lines, with the MTA-STS policy text as comments."""
     d = canonical_domain(domain)
+    if records is None:
+        records = records_for(config, d)
     lines = [f"; DNS records for {d} (mail server {config.hostname})"]
     lines += [r.zone_line() for r in records]
     lines.append(f"; MTA-STS policy, served at https://mta-sts.{d}/.well-known/mta-sts.txt:")

@@ -23,7 +23,7 @@ from merpati.trust.dkim_keys import (
 )
 from merpati.trust.headers import iter_fields, split_message
 
-__all__ = ["SIGNED_HEADERS", "sign"]
+__all__ = ["SIGNED_HEADERS", "key_bytes", "sign"]
 
 # rfc6376:5.4.1 "SHOULD be included"; only those present are signed, From twice.
 SIGNED_HEADERS: tuple[str, ...] = (
@@ -61,7 +61,7 @@ _cache_lock = threading.Lock()
 _key_cache: dict[tuple[Path, float], bytes] = {}
 
 
-def _key_bytes(info: KeyInfo) -> bytes:
+def key_bytes(info: KeyInfo) -> bytes:
     stamp = info.path.stat().st_mtime
     with _cache_lock:
         cached = _key_cache.get((info.path, stamp))
@@ -105,7 +105,7 @@ def sign(
         field = signer.sign(
             info.selector.encode("ascii"),
             info.domain.encode("ascii"),
-            _key_bytes(info),
+            key_bytes(info),
             canonicalize=(b"relaxed", b"relaxed"),
             include_headers=include,
         )

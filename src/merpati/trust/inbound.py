@@ -69,7 +69,7 @@ class InboundVerdict:
         return self.header + strip_authentication_results(message, authserv_id)
 
 
-def _authserv_id(value: str) -> str:
+def authserv_id_of(value: str) -> str:
     """rfc8601:2.2 the first token of a field value, comments skipped."""
     text = value
     while True:
@@ -97,7 +97,7 @@ def strip_authentication_results(message: bytes, authserv_id: str) -> bytes:
     ours = authserv_id.lower().rstrip(".")
     return remove_fields(
         message,
-        lambda f: f.name == "authentication-results" and _authserv_id(f.value) == ours,
+        lambda f: f.name == "authentication-results" and authserv_id_of(f.value) == ours,
     )
 
 

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import contextlib
+import io
 import json
 import os
 import subprocess
@@ -11,6 +13,8 @@ from pathlib import Path
 import dns.message
 import dns.query
 import dns.rdatatype
+
+from merpati.cli.main import main
 
 from .dnsserver import DnsServer
 
@@ -24,6 +28,19 @@ def write_config(tmp: Path, hostname: str = "mail.example.test", extra: str = ""
 
 
 def merpati(config: Path, *args: str) -> subprocess.CompletedProcess[str]:
+    """Run the real CLI entry point in this process (fast); same result shape as a run."""
+    out, err = io.StringIO(), io.StringIO()
+    argv = ["--config", str(config), *args]
+    with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
+        try:
+            code = main(argv)
+        except SystemExit as exc:
+            code = exc.code if isinstance(exc.code, int) else 2
+    return subprocess.CompletedProcess(argv, code, out.getvalue(), err.getvalue())
+
+
+def merpati_process(config: Path, *args: str) -> subprocess.CompletedProcess[str]:
+    """Run ``python -m merpati`` as its own process."""
     env = dict(os.environ)
     env["PYTHONPATH"] = str(SRC) + os.pathsep + env.get("PYTHONPATH", "")
     return subprocess.run(

@@ -13,8 +13,6 @@ from typing import Any
 
 from merpati.config import Config
 from merpati.errors import OperationalError
-from merpati.trust.dkim_keys import DkimKeyError, canonical_domain, list_selectors
-from merpati.trust.records import check, mta_sts_policy, records_for, zone_lines
 
 __all__ = ["register"]
 
@@ -33,6 +31,10 @@ def register(subparsers: Any) -> None:
 
 
 def dns_command(args: argparse.Namespace, config: Config) -> int:
+    # Imported here: every merpati command builds the parser, only this one needs them.
+    from merpati.trust.dkim_keys import DkimKeyError, canonical_domain, list_selectors
+    from merpati.trust.records import check, mta_sts_policy, records_for, zone_lines
+
     try:
         domain = canonical_domain(args.domain)
     except DkimKeyError as exc:

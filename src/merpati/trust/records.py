@@ -13,10 +13,12 @@ returns one ``CheckResult`` per record. It never changes anything.
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 from dataclasses import asdict, dataclass
 from typing import Literal
 
+import dns.asyncresolver
 import dns.exception
 import dns.name
 import dns.nameserver
@@ -31,6 +33,7 @@ __all__ = [
     "CheckResult",
     "Record",
     "check",
+    "check_async",
     "mta_sts_policy",
     "records_for",
     "zone_lines",
@@ -188,29 +191,34 @@ def _matches(record: Record, found: tuple[str, ...]) -> tuple[bool, tuple[str, .
 def check(
     records: list[Record], nameservers: tuple[tuple[str, int], ...], timeout: float
 ) -> list[CheckResult]:
-    """Ask DNS for each record and compare."""
+    """Ask DNS for each record (all at once) and compare."""
+    return asyncio.run(check_async(records, nameservers, timeout))
+
+
+async def check_async(
+    records: list[Record], nameservers: tuple[tuple[str, int], ...], timeout: float
+) -> list[CheckResult]:
     if nameservers:
-        resolver = dns.resolver.Resolver(configure=False)
+        resolver = dns.asyncresolver.Resolver(configure=False)
         resolver.nameservers = [dns.nameserver.Do53Nameserver(h, p) for h, p in nameservers]
     else:
-        resolver = dns.resolver.Resolver()
+        resolver = dns.asyncresolver.Resolver()
     resolver.lifetime = timeout
-    results: list[CheckResult] = []
-    for record in records:
+
+    async def one(record: Record) -> CheckResult:
         kind = dns.rdatatype.from_text(record.type)
         try:
-            answer = resolver.resolve(dns.name.from_text(record.name), kind, search=False)
+            answer = await resolver.resolve(dns.name.from_text(record.name), kind, search=False)
             found = _found_values(answer, record.type)
         except (dns.resolver.NXDOMAIN, dns.resolver.NoAnswer):
             found = ()
         except dns.exception.DNSException as exc:
-            results.append(CheckResult(record, "error", (), type(exc).__name__))
-            continue
+            return CheckResult(record, "error", (), type(exc).__name__)
         ok, rivals = _matches(record, found)
         if ok:
-            results.append(CheckResult(record, "ok", found))
-        elif rivals:
-            results.append(CheckResult(record, "different", rivals))
-        else:
-            results.append(CheckResult(record, "missing", found))
-    return results
+            return CheckResult(record, "ok", found)
+        if rivals:
+            return CheckResult(record, "different", rivals)
+        return CheckResult(record, "missing", found)
+
+    return list(await asyncio.gather(*(one(r) for r in records)))

@@ -49,8 +49,11 @@ _TWO_LEVEL = frozenset(
 )
 
 
+_Rules = tuple[frozenset[str], frozenset[str], frozenset[str]]
+
+
 @functools.cache
-def public_suffix_rules() -> tuple[frozenset[str], frozenset[str], frozenset[str]] | None:
+def public_suffix_rules() -> _Rules | None:
     """(normal rules, wildcard bases, exceptions) from the system list, or None."""
     for path in PSL_PATHS:
         try:
@@ -83,9 +86,8 @@ def public_suffix_rules() -> tuple[frozenset[str], frozenset[str], frozenset[str
     return None
 
 
-def _suffix_length(labels: list[str]) -> int:
+def _suffix_length(labels: list[str], rules: _Rules | None) -> int:
     """How many trailing labels of ``labels`` form the public suffix."""
-    rules = public_suffix_rules()
     if rules is None:
         return 2 if len(labels) >= 3 and ".".join(labels[-2:]) in _TWO_LEVEL else 1
     normal, wildcard, exception = rules
@@ -101,12 +103,13 @@ def _suffix_length(labels: list[str]) -> int:
     return best
 
 
-def organizational_domain(domain: str) -> str:
-    """rfc7489:3.2 the public suffix plus one label; a public suffix itself is returned as is."""
+def organizational_domain(domain: str, *, use_system_list: bool = True) -> str:
+    """rfc7489:3.2 the public suffix plus one label; a public suffix itself is returned as is.
+    ``use_system_list=False`` forces the built-in heuristic."""
     labels = [x for x in domain.strip().rstrip(".").lower().split(".") if x]
     if not labels:
         return ""
-    n = _suffix_length(labels)
+    n = _suffix_length(labels, public_suffix_rules() if use_system_list else None)
     if n >= len(labels):
         return ".".join(labels)
     return ".".join(labels[-(n + 1) :])

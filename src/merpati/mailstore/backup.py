@@ -21,6 +21,7 @@ import sqlite3
 from pathlib import Path
 
 from merpati.errors import OperationalError
+from merpati.mailstore.embedded.layout import sync_filesystem
 
 SQLITE_HEADER = b"SQLite format 3\x00"
 _SKIP_SUFFIXES = ("-wal", "-shm", "-journal")
@@ -113,7 +114,7 @@ def backup(data_dir: Path, dest: Path) -> tuple[int, int]:
                 continue  # expunged or removed meanwhile
             _link_or_copy(moved, dst_path.with_name(moved.name))
         copied += 1
-    os.sync()
+    sync_filesystem(dest)
     return len(databases), copied
 
 
@@ -136,5 +137,5 @@ def restore(src: Path, data_dir: Path) -> int:
             else:
                 shutil.copy2(src / rel, data_dir / rel)
             count += 1
-    os.sync()
+    sync_filesystem(data_dir)
     return count

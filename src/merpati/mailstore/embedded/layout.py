@@ -211,6 +211,18 @@ def sync_many(fds: list[int]) -> None:
         os.fsync(fd)
 
 
+def sync_filesystem(path: Path) -> None:
+    """Make everything written on ``path``'s file system durable (syncfs, else sync)."""
+    syncfs = _load_syncfs()
+    fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY)
+    try:
+        if syncfs is not None and syncfs(fd) == 0:
+            return
+    finally:
+        os.close(fd)
+    os.sync()
+
+
 def sync_dirs(dirs: list[Path]) -> None:
     """Make renames/links in ``dirs`` durable: fsync each directory, or one syncfs(2)."""
     syncfs = _load_syncfs() if len(dirs) >= SYNCFS_MIN else None

@@ -12,6 +12,7 @@ re-reads its folder's HIGHESTMODSEQ; spurious wake-ups are harmless.
 from __future__ import annotations
 
 import asyncio
+import sqlite3
 from collections import defaultdict
 from concurrent.futures import Executor
 
@@ -79,7 +80,7 @@ class ChangeFeed:
                         if key[0] == name:
                             account.fresh_row(key[1])  # picks up dropped-in mail
                 version = account.data_version()
-            except (MailStoreError, AssertionError, OSError):
+            except (MailStoreError, AssertionError, OSError, sqlite3.Error):
                 changed.add(name)
                 continue
             if self._versions.get(name) != version:  # the first sighting wakes too

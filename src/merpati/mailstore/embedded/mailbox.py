@@ -98,6 +98,20 @@ class EmbeddedMailbox:
         internaldate: float | None = None,
         internaldate_tz: int | None = None,
     ) -> AppendResult:
+        # Shielded: a caller cancelled mid-way (client gone) must not strand a half-prepared
+        # file or an open descriptor; the append then completes (or fails) on its own.
+        return await asyncio.shield(
+            self._append(folder, data, flags, internaldate, internaldate_tz)
+        )
+
+    async def _append(
+        self,
+        folder: str,
+        data: bytes,
+        flags: Iterable[str],
+        internaldate: float | None,
+        internaldate_tz: int | None,
+    ) -> AppendResult:
         name = normalise_folder(folder)
         limit = self._limit()
         date = time.time() if internaldate is None else internaldate
@@ -114,6 +128,11 @@ class EmbeddedMailbox:
     ) -> list[AppendResult]:
         """Bulk append (import): UIDs in the order given, one group commit for all. Raises the
         first error after the others are committed (e.g. QuotaExceeded)."""
+        return await asyncio.shield(self._append_many(folder, items))
+
+    async def _append_many(
+        self, folder: str, items: Sequence[tuple[bytes, Iterable[str], float | None]]
+    ) -> list[AppendResult]:
         name = normalise_folder(folder)
         limit = self._limit()
         prepared = [

@@ -104,7 +104,13 @@ class EmbeddedMailStore:
     async def deliver(
         self, data: bytes, targets: Sequence[DeliveryTarget], internaldate: float | None = None
     ) -> list[AppendResult | MailStoreError]:
-        """One copy of the content, hard-linked into every target; one group commit."""
+        """One copy of the content, hard-linked into every target; one group commit.
+        Shielded from cancellation like ``append``."""
+        return await asyncio.shield(self._deliver(data, targets, internaldate))
+
+    async def _deliver(
+        self, data: bytes, targets: Sequence[DeliveryTarget], internaldate: float | None
+    ) -> list[AppendResult | MailStoreError]:
         loop = asyncio.get_running_loop()
         date = time.time() if internaldate is None else internaldate
         tz = local_tz_minutes(date)

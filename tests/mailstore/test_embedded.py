@@ -52,7 +52,8 @@ def test_persists_and_keeps_flags_in_file_names(tmp_path: Path) -> None:
     assert r.name == "alice" and r.parent.name == "example.org"
     cur = sorted(os.listdir(r / "cur"))
     assert len(cur) == 2 and cur[0].endswith(":2,RT") != cur[1].endswith(":2,RT")
-    assert any(n.endswith(":2,S") for n in cur)
+    assert any(n.endswith(":2,Sa") for n in cur)  # keyword $Work is Dovecot letter a
+    assert (r / "dovecot-keywords").read_text() == "0 $Work\n"
     assert os.listdir(r / "new") == []
     assert (r / ".Projects.2024" / "cur").is_dir() and (r / ".Projects" / "cur").is_dir()
     assert os.listdir(r / ".Projects.2024" / "cur")[0].endswith(":2,F")
@@ -78,7 +79,7 @@ def test_rebuild_from_maildir_when_index_lost_or_corrupt(tmp_path: Path) -> None
     async def write(store: EmbeddedMailStore) -> tuple[int, list[str]]:
         box = store.mailbox(A)
         for i in range(5):
-            await box.append("INBOX", msg(i), flags=["\\Seen"] if i % 2 else [])
+            await box.append("INBOX", msg(i), flags=["\\Seen", "Work"] if i % 2 else [])
         await box.append("Archive", msg(9))
         return (await box.folder("INBOX")).uidvalidity, [
             m.uidl for m in await box.messages("INBOX")
@@ -99,7 +100,7 @@ def test_rebuild_from_maildir_when_index_lost_or_corrupt(tmp_path: Path) -> None
             msgs = await box.messages("INBOX")
             assert [m.uidl for m in msgs] == uidls  # POP3 UIDLs survive a rebuild
             assert [m.flags for m in msgs] == [
-                frozenset({"\\Seen"}) if i % 2 else frozenset() for i in range(5)
+                frozenset({"\\Seen", "Work"}) if i % 2 else frozenset() for i in range(5)
             ]
             assert [await box.read("INBOX", m.uid) for m in msgs] == [msg(i) for i in range(5)]
             assert (await box.folder("Archive")).messages == 1

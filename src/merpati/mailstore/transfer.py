@@ -18,15 +18,17 @@ from typing import Any, Protocol
 from merpati.mailstore import mboxrd
 from merpati.mailstore.api import FolderExists, Mailbox
 from merpati.mailstore.embedded.layout import (
-    FLAG_LETTERS,
-    LETTER_FLAGS,
+    KEYWORD_LETTERS,
+    filename,
     folder_dirname,
     folder_name,
     make_maildir,
+    parse_filename,
+    read_keywords_file,
+    write_keywords_file,
 )
 
 IMPORT_BATCH = 200  # messages committed together on import
-_KEYWORD_LETTERS = "abcdefghijklmnopqrstuvwxyz"  # Dovecot's 26 keyword slots per folder
 
 
 class _BulkMailbox(Protocol):
@@ -59,16 +61,14 @@ async def export_account(box: Mailbox, dest: Path, fmt: str) -> tuple[int, int]:
         if info.name != "INBOX":
             (folder_dir / "maildirfolder").touch()
         keywords = sorted({f for m in msgs for f in m.flags if not f.startswith("\\")})
-        letters = dict(zip(keywords, _KEYWORD_LETTERS, strict=False))
+        letters = dict(zip(keywords, KEYWORD_LETTERS, strict=False))
         if letters:
-            (folder_dir / "dovecot-keywords").write_text(
-                "".join(f"{i} {kw}\n" for i, kw in enumerate(letters))
+            write_keywords_file(
+                folder_dir, {KEYWORD_LETTERS.index(v): k for k, v in letters.items()}
             )
         for m in msgs:
-            info_letters = "".join(sorted(FLAG_LETTERS[f] for f in m.flags if f in FLAG_LETTERS))
-            info_letters += "".join(sorted(letters[f] for f in m.flags if f in letters))
-            name = f"{int(m.internaldate)}.M{m.uid:010d}P{os.getpid()}.merpati,S={m.size}"
-            path = folder_dir / "cur" / f"{name}:2,{info_letters}"
+            base = f"{int(m.internaldate)}.M{m.uid:010d}P{os.getpid()}.merpati"
+            path = folder_dir / "cur" / filename(base, m.size, m.flags, letters)
             path.write_bytes(await box.read(info.name, m.uid))
             os.utime(path, (m.internaldate, m.internaldate))
             count += 1
@@ -76,13 +76,7 @@ async def export_account(box: Mailbox, dest: Path, fmt: str) -> tuple[int, int]:
 
 
 def _maildir_messages(folder_dir: Path) -> Iterator[tuple[Path, frozenset[str], float]]:
-    keywords: dict[str, str] = {}
-    kw_file = folder_dir / "dovecot-keywords"
-    if kw_file.exists():
-        for line in kw_file.read_text("utf-8", "replace").splitlines():
-            idx, _, word = line.partition(" ")
-            if idx.isdigit() and int(idx) < 26 and word:
-                keywords[_KEYWORD_LETTERS[int(idx)]] = word
+    by_letter = {KEYWORD_LETTERS[i]: kw for i, kw in read_keywords_file(folder_dir).items()}
     entries: list[tuple[tuple[int, str], Path]] = []
     for sub in ("cur", "new"):
         for entry in os.scandir(folder_dir / sub):
@@ -91,11 +85,7 @@ def _maildir_messages(folder_dir: Path) -> Iterator[tuple[Path, frozenset[str], 
                 key = (int(prefix) if prefix.isdigit() else 1 << 62, entry.name)
                 entries.append((key, Path(entry.path)))
     for _, path in sorted(entries):
-        info = path.name.rpartition(":2,")
-        letters = info[2] if info[1] else ""
-        flags = {LETTER_FLAGS[c] for c in letters if c in LETTER_FLAGS}
-        flags.update(keywords[c] for c in letters if c in keywords)
-        yield path, frozenset(flags), path.stat().st_mtime
+        yield path, parse_filename(path.name, by_letter)[1], path.stat().st_mtime
 
 
 def _sources(src: Path) -> Iterator[tuple[str, str, Path]]:

@@ -45,6 +45,7 @@ from merpati.mailstore.embedded.layout import (
 from merpati.mailstore.embedded.sync import (
     FOLDER_COLUMNS,
     FolderRow,
+    assign_keywords,
     build,
     clean_tmp,
     dir_mtimes,
@@ -106,7 +107,7 @@ class Account:
         """Throw the index away and read the Maildir again (new UIDVALIDITYs)."""
         w = self._writer()
         with transaction(w):
-            for table in ("folders", "messages", "structures", "expunged"):
+            for table in ("folders", "messages", "structures", "expunged", "keywords"):
                 w.execute(f"DELETE FROM {table}")
             w.execute("DELETE FROM meta WHERE key = 'built'")
             build(w, self.root)
@@ -243,7 +244,7 @@ class Account:
                 size = w.execute(
                     "SELECT total(size) FROM messages WHERE folder = ?", (row.id,)
                 ).fetchone()[0]
-                for table in ("messages", "structures", "expunged"):
+                for table in ("messages", "structures", "expunged", "keywords"):
                     w.execute(f"DELETE FROM {table} WHERE folder = ?", (row.id,))
                 w.execute("DELETE FROM folders WHERE id = ?", (row.id,))
                 self._adjust_used(w, -int(size))
@@ -485,6 +486,7 @@ class Account:
                     row = self._row(w, name)
                     modseq = row.highestmodseq
                     folder_dir = self.root / row.dirname
+                    letters = assign_keywords(w, self.root, row, flags)
                     for i in range(0, len(wanted), 500):
                         chunk = wanted[i : i + 500]
                         marks = ",".join("?" * len(chunk))
@@ -502,7 +504,7 @@ class Account:
                             if new == old:
                                 continue
                             modseq += 1
-                            new_path = "cur/" + filename(uidl, size, new)
+                            new_path = "cur/" + filename(uidl, size, new, letters)
                             if new_path != path:
                                 src, dst = folder_dir / path, folder_dir / new_path
                                 os.rename(src, dst)
@@ -618,10 +620,13 @@ class Account:
                     f" WHERE folder = ? AND uid IN ({','.join('?' * len(chunk))}) ORDER BY uid",
                     (source.id, *chunk),
                 ).fetchall()
+                letters = assign_keywords(
+                    w, self.root, target, {f for x in rows for f in x[1].split()}
+                )
                 for uid, ftext, date, tz, size, uidl, path in rows:
                     flags = self._flags(ftext)
                     base = new_basename()  # never reuse a base: tombstones name bases
-                    new_path = "cur/" + filename(base, size, flags)
+                    new_path = "cur/" + filename(base, size, flags, letters)
                     src_file, dst_file = src_dir / path, dst_dir / new_path
                     if move:
                         os.rename(src_file, dst_file)

@@ -32,7 +32,7 @@ from merpati.mailstore.api import (
 from merpati.mailstore.embedded.account import Account
 from merpati.mailstore.embedded.index import transaction
 from merpati.mailstore.embedded.layout import filename, sync_dirs, sync_many
-from merpati.mailstore.embedded.sync import FolderRow, dir_mtimes, folder_row
+from merpati.mailstore.embedded.sync import FolderRow, assign_keywords, dir_mtimes, folder_row
 
 
 @dataclass(slots=True)
@@ -104,11 +104,11 @@ def _commit_account(jobs: list[tuple[int, AppendJob]]) -> dict[int, Outcome]:
                     )
                     uid, modseq = st[2], st[3] + 1
                     st[2], st[3] = uid + 1, modseq
-                    rel = (
-                        "new/" + filename(job.base, job.size, None)
-                        if not job.flags
-                        else "cur/" + filename(job.base, job.size, job.flags)
-                    )
+                    if job.flags:
+                        letters = assign_keywords(w, account.root, row, job.flags)
+                        rel = "cur/" + filename(job.base, job.size, job.flags, letters)
+                    else:
+                        rel = "new/" + filename(job.base, job.size, None)
                     final = account.root / row.dirname / rel
                     os.rename(job.tmp, final)
                     placed.append((job.tmp, final))

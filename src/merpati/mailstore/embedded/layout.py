@@ -141,22 +141,54 @@ def new_basename() -> str:
     return f"{secs}.M{usecs}P{os.getpid()}Q{next(_counter)}R{secrets.token_hex(4)}.{_HOST}"
 
 
-def filename(base: str, size: int, flags: frozenset[str] | None) -> str:
-    """Name of the file: without info (in new/) when ``flags`` is None."""
+KEYWORDS_FILE = "dovecot-keywords"
+KEYWORD_LETTERS = "abcdefghijklmnopqrstuvwxyz"  # Dovecot's 26 keyword slots per folder
+
+
+def filename(
+    base: str, size: int, flags: frozenset[str] | None, letters: dict[str, str] | None = None
+) -> str:
+    """Name of the file: without info (in new/) when ``flags`` is None. ``letters`` maps
+    keywords to their Dovecot letter in this folder (keywords without one are index-only)."""
     name = f"{base},S={size}"
     if flags is None:
         return name
-    return name + ":2," + "".join(sorted(FLAG_LETTERS[f] for f in flags if f in FLAG_LETTERS))
+    system = "".join(sorted(FLAG_LETTERS[f] for f in flags if f in FLAG_LETTERS))
+    keywords = "".join(sorted(letters[f] for f in flags if f in letters)) if letters else ""
+    return name + ":2," + system + keywords
 
 
-def parse_filename(name: str) -> tuple[str, frozenset[str]]:
-    """-> (unique base, system flags from the ``:2,`` info; Dovecot keyword letters ignored)."""
+def parse_filename(name: str, keywords: dict[str, str] | None = None) -> tuple[str, frozenset[str]]:
+    """-> (unique base, flags from the ``:2,`` info). ``keywords`` maps Dovecot letters to
+    keyword names; letters it does not know are ignored."""
     base = re.split(r"[,:]", name, maxsplit=1)[0]
     info = name.rpartition(":2,")
-    flags = (
-        frozenset(LETTER_FLAGS[c] for c in info[2] if c in LETTER_FLAGS) if info[1] else frozenset()
-    )
-    return base, flags
+    if not info[1]:
+        return base, frozenset()
+    flags = {LETTER_FLAGS[c] for c in info[2] if c in LETTER_FLAGS}
+    if keywords:
+        flags.update(keywords[c] for c in info[2] if c in keywords)
+    return base, frozenset(flags)
+
+
+def read_keywords_file(folder_dir: Path) -> dict[int, str]:
+    """Dovecot's ``dovecot-keywords``: lines of ``<index> <keyword>``."""
+    out: dict[int, str] = {}
+    try:
+        text = (folder_dir / KEYWORDS_FILE).read_text("utf-8", "replace")
+    except (FileNotFoundError, NotADirectoryError):
+        return out
+    for line in text.splitlines():
+        idx, _, word = line.partition(" ")
+        if idx.isdigit() and int(idx) < len(KEYWORD_LETTERS) and word.strip():
+            out[int(idx)] = word.strip()
+    return out
+
+
+def write_keywords_file(folder_dir: Path, keywords: dict[int, str]) -> None:
+    tmp = folder_dir / (KEYWORDS_FILE + ".tmp")
+    tmp.write_text("".join(f"{i} {kw}\n" for i, kw in sorted(keywords.items())), "utf-8")
+    os.replace(tmp, folder_dir / KEYWORDS_FILE)
 
 
 def size_from_filename(name: str) -> int | None:

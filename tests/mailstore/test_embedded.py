@@ -278,3 +278,33 @@ def test_many_concurrent_appenders_and_readers(tmp_path: Path) -> None:
         assert (await box.folder("INBOX")).messages == 200
 
     run(body, tmp_path)
+
+
+def test_snapshot_cache_is_bounded_and_stays_correct(tmp_path: Path) -> None:
+    from merpati.mailstore.embedded.snapshots import Snapshot, SnapshotCache
+
+    cache = SnapshotCache(budget=5)
+    cache.put("a", 1, Snapshot(1, 1, {i: None for i in range(3)}))  # type: ignore[misc]
+    cache.put("a", 2, Snapshot(1, 1, {i: None for i in range(3)}))  # type: ignore[misc]
+    assert cache.get("a", 1) is None and cache.get("a", 2) is not None
+
+    async def body(store: EmbeddedMailStore) -> None:
+        box = store.mailbox(A)
+        for folder in ("INBOX", "Archive"):
+            for i in range(4):
+                await box.append(folder, msg(i))
+        for _ in range(2):
+            for folder in ("INBOX", "Archive"):
+                await box.store_flags(folder, [2], FlagMode.ADD, ["\\Seen"])
+                msgs = await box.messages(folder)
+                assert [m.uid for m in msgs] == [1, 2, 3, 4]
+                assert msgs[1].flags == frozenset({"\\Seen"})
+
+    async def main() -> None:
+        store = EmbeddedMailStore(tmp_path, snapshot_budget=5)
+        try:
+            await body(store)
+        finally:
+            await store.close()
+
+    asyncio.run(main())

@@ -17,7 +17,6 @@ import shutil
 import sqlite3
 import threading
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass, field
 from pathlib import Path
 
 from merpati.mailstore.api import (
@@ -42,6 +41,7 @@ from merpati.mailstore.embedded.layout import (
     new_basename,
     parse_filename,
 )
+from merpati.mailstore.embedded.snapshots import Snapshot, SnapshotCache
 from merpati.mailstore.embedded.sync import (
     FOLDER_COLUMNS,
     FolderRow,
@@ -61,24 +61,15 @@ from merpati.mime.structure import MessageStructure
 _MSG_COLUMNS = "uid, modseq, flags, internaldate, tz, size, uidl"
 
 
-@dataclass(slots=True)
-class _Cache:
-    """The folder's messages as of ``modseq`` (UID order == insertion order)."""
-
-    uidvalidity: int
-    modseq: int
-    infos: dict[int, MessageInfo] = field(default_factory=dict)
-
-
 class Account:
-    def __init__(self, account: str, root: Path) -> None:
+    def __init__(self, account: str, root: Path, snapshots: SnapshotCache | None = None) -> None:
         self.account = account
         self.root = root
+        self._snapshots = snapshots if snapshots is not None else SnapshotCache()
         self.wlock = threading.Lock()
         self.rlock = threading.Lock()
         self._w: sqlite3.Connection | None = None
         self._r: sqlite3.Connection | None = None
-        self._cache: dict[int, _Cache] = {}
         # Folder counts as of (UIDVALIDITY, HIGHESTMODSEQ): every change bumps the latter.
         self._counts: dict[int, tuple[tuple[int, int], tuple[int, float, float, float]]] = {}
         self._flagsets: dict[str, frozenset[str]] = {}
@@ -111,7 +102,7 @@ class Account:
                 w.execute(f"DELETE FROM {table}")
             w.execute("DELETE FROM meta WHERE key = 'built'")
             build(w, self.root)
-        self._cache.clear()
+        self._snapshots.drop(self.account)
         self._counts.clear()
 
     def close(self) -> None:
@@ -251,7 +242,7 @@ class Account:
                 trash = self.root / "tmp" / f"deleted-{new_basename()}"
                 os.rename(self.root / row.dirname, trash)
                 fsync_dir(self.root)
-            self._cache.pop(row.id, None)
+            self._snapshots.drop(self.account, row.id)
         shutil.rmtree(trash, ignore_errors=True)
 
     def rename_folder(self, old: str, new: str) -> None:
@@ -332,9 +323,9 @@ class Account:
             r.execute("BEGIN")
             try:
                 row = self._row(r, name)
-                cache = self._cache.get(row.id)
+                cache = self._snapshots.get(self.account, row.id)
                 if cache is None or cache.uidvalidity != row.uidvalidity:
-                    cache = _Cache(row.uidvalidity, row.highestmodseq)
+                    cache = Snapshot(row.uidvalidity, row.highestmodseq)
                     cache.infos = {
                         x[0]: self._info_of(x)
                         for x in r.execute(
@@ -342,7 +333,7 @@ class Account:
                             (row.id,),
                         )
                     }
-                    self._cache[row.id] = cache
+                    self._snapshots.put(self.account, row.id, cache)
                 elif cache.modseq != row.highestmodseq:
                     last = next(reversed(cache.infos), 0)
                     unordered = False
@@ -361,6 +352,7 @@ class Account:
                     if unordered:
                         cache.infos = dict(sorted(cache.infos.items()))
                     cache.modseq = row.highestmodseq
+                    self._snapshots.put(self.account, row.id, cache)
                 return list(cache.infos.values())
             finally:
                 r.execute("COMMIT")

@@ -30,6 +30,7 @@ from merpati.mailstore.embedded.mailbox import (
     link_job,
     local_tz_minutes,
 )
+from merpati.mailstore.embedded.snapshots import DEFAULT_BUDGET, SnapshotCache
 from merpati.mailstore.names import normalise_flags, normalise_folder
 from merpati.mime import serial
 from merpati.mime.scan import scan
@@ -47,12 +48,14 @@ class EmbeddedMailStore:
         group_commit: bool = True,
         workers: int = WORKERS,
         poll_interval: float = POLL_INTERVAL,
+        snapshot_budget: int = DEFAULT_BUDGET,
     ) -> None:
         self.mail_root = Path(data_dir) / "mail"
         self.quota_lookup: QuotaLookup = quota_lookup or (lambda account: None)
         self.executor = ThreadPoolExecutor(workers, thread_name_prefix="mailstore")
         self.committer = GroupCommitter(self.executor, enabled=group_commit)
         self.feed = ChangeFeed(self.executor, poll_interval)
+        self.snapshots = SnapshotCache(snapshot_budget)
         self._accounts: dict[str, Account] = {}
         self._opening: dict[str, asyncio.Future[Account]] = {}
         self._mailboxes: dict[str, EmbeddedMailbox] = {}
@@ -74,7 +77,7 @@ class EmbeddedMailStore:
         future: asyncio.Future[Account] = loop.create_future()
         self._opening[account] = future
         try:
-            acct = Account(account, account_dir(self.mail_root, account))
+            acct = Account(account, account_dir(self.mail_root, account), self.snapshots)
             await loop.run_in_executor(self.executor, acct.open)
             self._accounts[account] = acct
             future.set_result(acct)
@@ -94,6 +97,7 @@ class EmbeddedMailStore:
         acct = self._accounts.pop(account, None)
         if acct is not None:
             await loop.run_in_executor(self.executor, acct.close)
+        self.snapshots.drop(account)
         self.feed.notify(account)
         root = account_dir(self.mail_root, account)
         if root.exists():

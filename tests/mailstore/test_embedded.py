@@ -308,3 +308,49 @@ def test_snapshot_cache_is_bounded_and_stays_correct(tmp_path: Path) -> None:
             await store.close()
 
     asyncio.run(main())
+
+
+def test_failures_write_nothing(tmp_path: Path) -> None:
+    import shutil
+
+    import pytest
+
+    from merpati.mailstore.api import QuotaExceeded, StorageFailure
+
+    async def main() -> None:
+        store = EmbeddedMailStore(tmp_path, {A: 100}.get)
+        try:
+            box = store.mailbox(A)
+            await box.append("INBOX", b"x" * 60)
+            with pytest.raises(QuotaExceeded):
+                await box.append("INBOX", b"y" * 60)
+            r = root(tmp_path)
+            assert len(os.listdir(r / "new")) == 1 and os.listdir(r / "tmp") == []
+            shutil.rmtree(r / ".Sent" / "tmp")  # the disk refuses the write
+            with pytest.raises(StorageFailure):
+                await box.append("Sent", b"z")
+            assert (await box.folder("Sent")).messages == 0
+            (r / ".Sent" / "tmp").mkdir()
+            assert (await box.append("Sent", b"z")).uid == 1
+        finally:
+            await store.close()
+
+    asyncio.run(main())
+
+
+def test_open_mailstore_from_config(tmp_path: Path) -> None:
+    import dataclasses
+
+    import pytest
+
+    from merpati.config import Config, StorageConfig
+    from merpati.errors import OperationalError
+    from merpati.mailstore import open_mailstore
+
+    config = Config(data_dir=tmp_path)
+    store = open_mailstore(config, lambda account: None)
+    assert isinstance(store, EmbeddedMailStore)
+    asyncio.run(store.close())
+    bad = dataclasses.replace(config, storage=StorageConfig(backend="postgresql"))
+    with pytest.raises(OperationalError):
+        open_mailstore(bad, lambda account: None)

@@ -383,6 +383,10 @@ class Account:
             finally:
                 r.execute("COMMIT")
 
+    def folder_dir(self, name: str) -> Path:
+        with self.rlock:
+            return self.root / self._row(self._reader(), name).dirname
+
     def highestmodseq(self, name: str) -> int:
         return self.fresh_row(name).highestmodseq
 

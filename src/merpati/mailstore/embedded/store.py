@@ -54,7 +54,7 @@ class EmbeddedMailStore:
         self.quota_lookup: QuotaLookup = quota_lookup or (lambda account: None)
         self.executor = ThreadPoolExecutor(workers, thread_name_prefix="mailstore")
         self.committer = GroupCommitter(self.executor, enabled=group_commit)
-        self.feed = ChangeFeed(self.executor, poll_interval)
+        self.feed = ChangeFeed(self.executor, self.mail_root, poll_interval)
         self.snapshots = SnapshotCache(snapshot_budget)
         self._accounts: dict[str, Account] = {}
         self._opening: dict[str, asyncio.Future[Account]] = {}

@@ -117,7 +117,7 @@ def test_pickup_of_mail_dropped_into_new_and_external_changes(tmp_path: Path) ->
         r = root(tmp_path)
         before = (await box.folder("INBOX")).highestmodseq
         waiter = asyncio.create_task(box.wait_for_change("INBOX", before, 10.0))
-        await asyncio.sleep(0.1)
+        await asyncio.sleep(1.5)  # past the poller's first rounds: only its checks can see it
         t0 = time.monotonic()
         # Another MDA delivers the Maildir way: tmp/ then rename into new/.
         (r / "tmp" / "1700000000.X1.otherhost").write_bytes(msg(2))

@@ -169,8 +169,12 @@ class ChangeFeed:
                 try:
                     known = self._dirs.get(key)
                     if known is None:
+                        # Baseline: sync against the index first (a drop may predate it).
                         folder_dir = account.folder_dir(key[1])
-                        self._dirs[key] = (folder_dir, dir_mtimes(folder_dir))
+                        mtimes = dir_mtimes(folder_dir)
+                        account.fresh_row(key[1])
+                        self._dirs[key] = (folder_dir, mtimes)
+                        woken.add(key)
                         continue
                     folder_dir, mtimes = known
                     now = dir_mtimes(folder_dir)

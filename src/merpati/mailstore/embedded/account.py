@@ -73,7 +73,6 @@ class Account:
         # Folder counts as of (UIDVALIDITY, HIGHESTMODSEQ): every change bumps the latter.
         self._counts: dict[int, tuple[tuple[int, int], tuple[int, float, float, float]]] = {}
         self._flagsets: dict[str, frozenset[str]] = {}
-        self._data_version = -1
 
     # -- opening ------------------------------------------------------------------------------
     def open(self) -> None:
@@ -83,8 +82,10 @@ class Account:
             clean_tmp(self.root)
             with transaction(self._w):
                 build(self._w, self.root)
-            if self._missing_dirs():
-                self._rebuild()
+                # Under the write lock: directories are only renamed while it is held, so a
+                # missing one means a crash in the middle of a rename, not work in progress.
+                if self._missing_dirs():
+                    self._rebuild_in_txn()
         self._r = connect(self.root / INDEX_NAME)
 
     def _missing_dirs(self) -> bool:
@@ -94,14 +95,13 @@ class Account:
             for (d,) in w.execute("SELECT dirname FROM folders")
         )
 
-    def _rebuild(self) -> None:
+    def _rebuild_in_txn(self) -> None:
         """Throw the index away and read the Maildir again (new UIDVALIDITYs)."""
         w = self._writer()
-        with transaction(w):
-            for table in ("folders", "messages", "structures", "expunged", "keywords"):
-                w.execute(f"DELETE FROM {table}")
-            w.execute("DELETE FROM meta WHERE key = 'built'")
-            build(w, self.root)
+        for table in ("folders", "messages", "structures", "expunged", "keywords"):
+            w.execute(f"DELETE FROM {table}")
+        w.execute("DELETE FROM meta WHERE key = 'built'")
+        build(w, self.root)
         self._snapshots.drop(self.account)
         self._counts.clear()
 

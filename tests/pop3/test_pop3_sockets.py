@@ -321,3 +321,24 @@ def test_limits(tmp_path: Path) -> None:
         b.close()
     finally:
         srv.stop()
+
+
+def test_shutdown_tells_idle_sessions(tmp_path: Path) -> None:
+    """Server stopping: an idle logged-in session is told to come back; nothing is deleted."""
+    srv = InProcessServer(tmp_path, plaintext=True)
+    try:
+        user = "shut@example.org"
+        srv.add_user(user)
+        srv.append(user, make_message(1))
+        client = srv.pop3()
+        client.user(user)
+        client.pass_(PASSWORD)
+        client.dele(1)
+        srv.loop.call_soon_threadsafe(srv.app.stopping.set)
+        client.sock.settimeout(10)
+        assert client.file.readline().startswith(b"-ERR [SYS/TEMP] server shutting down")
+        assert client.file.readline() == b""
+        client.close()
+        assert len(srv.inbox(user)) == 1
+    finally:
+        srv.stop()

@@ -16,9 +16,10 @@ Invariants:
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import ssl
 import weakref
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from merpati.mailstore.api import FlagMode, Mailbox, MailStoreError, NoSuchMessage
 from merpati.pop3.lock import MaildropLock, MaildropLocks
@@ -92,6 +93,7 @@ class _Run:
         self.out: list[bytes] = []
         self.out_size = 0
         self.seen: list[int] = []
+        self.stop_wait: asyncio.Future[Any] | None = None
 
     def box(self) -> Mailbox:
         if self.mailbox is None:
@@ -128,6 +130,24 @@ class _Run:
         session.message_fetched(data)
         if data is not None:
             self.retrieved += 1
+
+    async def read(self, timeout: float) -> bytes | None:
+        """The next bytes from the client (b"" at hang-up), or None when the idle timeout
+        passes or the server begins to stop first."""
+        stop_wait = self.stop_wait
+        if stop_wait is None:
+            stop_wait = self.stop_wait = asyncio.ensure_future(self.app.stopping.wait())
+        if stop_wait.done():
+            return None
+        reading = asyncio.ensure_future(self.conn.reader.read(READ_SIZE))
+        waiters: list[asyncio.Future[Any]] = [reading, stop_wait]
+        done, _ = await asyncio.wait(waiters, timeout=timeout, return_when=asyncio.FIRST_COMPLETED)
+        if reading in done:
+            return reading.result()
+        reading.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await reading
+        return None
 
     def send(self, data: bytes) -> bool:
         """Queue reply bytes; True when enough is queued to be worth a write now."""
@@ -217,12 +237,12 @@ async def serve_pop3(app: App, conn: Connection) -> None:
                 # Nothing more to do until the client speaks: answer everything so far.
                 await run.flush()
                 await run.flush_seen()
-                try:
-                    data = await asyncio.wait_for(
-                        conn.reader.read(READ_SIZE), cfg.limits.pop3_idle_timeout
-                    )
-                except TimeoutError:
-                    session.timed_out()
+                data = await run.read(cfg.limits.pop3_idle_timeout)
+                if data is None:
+                    if app.stopping.is_set():
+                        session.shutting_down()
+                    else:
+                        session.timed_out()
                     continue
                 if not data:
                     break  # hang-up: nothing is deleted
@@ -264,7 +284,21 @@ async def serve_pop3(app: App, conn: Connection) -> None:
         except Exception as exc:
             app.log.event("pop3.error", peer=conn.peer_ip, error=repr(exc))
         run.release()
+        if run.stop_wait is not None:
+            run.stop_wait.cancel()
         await conn.close()
+        metrics = app.metrics
+        metrics.counter(
+            "merpati_pop3_sessions_total", "POP3 sessions by how they ended", ["result"]
+        ).labels(result.split(":")[0]).inc()
+        if run.retrieved:
+            metrics.counter("merpati_pop3_retrieved_total", "Messages sent by RETR").inc(
+                run.retrieved
+            )
+        if run.deleted:
+            metrics.counter("merpati_pop3_deleted_total", "Messages removed at QUIT").inc(
+                run.deleted
+            )
         app.log.event(
             "pop3.session",
             peer=conn.peer_ip,

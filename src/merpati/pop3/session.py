@@ -218,6 +218,12 @@ class Pop3Session:
         self._reply(err("idle for too long, closing connection"))
         self._close("idle timeout")
 
+    def shutting_down(self) -> None:
+        """The server is stopping while the client is idle: close without entering UPDATE
+        (nothing is deleted), telling the client to come back (rfc3206:4 SYS/TEMP)."""
+        self._reply(err("server shutting down, try again shortly", RespCode.SYS_TEMP))
+        self._close("shutdown")
+
     # ---- helpers -------------------------------------------------------------------------
 
     def _reply(self, data: bytes) -> None:

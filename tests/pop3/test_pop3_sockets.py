@@ -98,6 +98,12 @@ def test_retr_top_uidl_byte_exact(srv: InProcessServer, user: str) -> None:
     finally:
         client.close()
     assert all("\\Seen" in info.flags for info in srv.inbox(user)), "RETR sets \\Seen"
+    for _ in range(100):  # the session's end is logged just after the client has its reply
+        if b"merpati_pop3_retrieved_total" in srv.app.metrics.render():
+            break
+        time.sleep(0.02)
+    assert b'merpati_pop3_sessions_total{result="quit"}' in srv.app.metrics.render()
+    assert f"account={user} retrieved=3 deleted=0 result=quit" in srv.log.getvalue()
 
 
 def test_top_does_not_set_seen(srv: InProcessServer, user: str) -> None:

@@ -122,13 +122,13 @@ class _Run:
         self.lock, self.mailbox, self.account = lock, mailbox, account
         session.maildrop_opened(account, messages)
 
-    async def fetch(self, session: Pop3Session, uid: int) -> None:
+    async def fetch(self, session: Pop3Session, uid: int, whole: bool) -> None:
         try:
             data: bytes | None = await self.box().read(INBOX, uid)
         except NoSuchMessage:
             data = None
         session.message_fetched(data)
-        if data is not None:
+        if data is not None and whole:
             self.retrieved += 1
 
     async def read(self, timeout: float) -> bytes | None:
@@ -256,7 +256,7 @@ async def serve_pop3(app: App, conn: Connection) -> None:
             elif isinstance(action, OpenMaildrop):
                 await run.open(session, action.account)
             elif isinstance(action, FetchMessage):
-                await run.fetch(session, action.uid)
+                await run.fetch(session, action.uid, action.whole)
             elif isinstance(action, MarkSeen):
                 run.seen.append(action.uid)
             elif isinstance(action, StartTLS):

@@ -97,6 +97,7 @@ class FetchMessage:
     """Read the stored bytes of INBOX message ``uid``; answer with ``message_fetched``."""
 
     uid: int
+    whole: bool  # RETR (True) or TOP (False)
 
 
 @dataclass(frozen=True, slots=True)
@@ -474,7 +475,7 @@ class Pop3Session:
         found = self._lookup(cmd.args[0])
         if found is not None:
             self._fetch = _Fetch(found[0], found[1], None)
-            self._wait("fetch", FetchMessage(found[1].uid))
+            self._wait("fetch", FetchMessage(found[1].uid, whole=True))
 
     def _top(self, cmd: Command) -> None:
         try:
@@ -485,7 +486,7 @@ class Pop3Session:
         found = self._lookup(cmd.args[0])
         if found is not None:
             self._fetch = _Fetch(found[0], found[1], lines)
-            self._wait("fetch", FetchMessage(found[1].uid))
+            self._wait("fetch", FetchMessage(found[1].uid, whole=False))
 
     def message_fetched(self, data: bytes | None) -> None:
         """The answer to FetchMessage: the stored bytes, or None if the message is gone

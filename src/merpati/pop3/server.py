@@ -197,16 +197,21 @@ class _Run:
 
     async def start_tls(self, session: Pop3Session) -> None:
         conn = self.conn
+        # Stop reading before the client can see "+OK begin TLS": its ClientHello must reach
+        # the TLS layer, not the plaintext stream buffer (asyncio start_tls resumes reading).
+        # uvloop's transport is not an asyncio.ReadTransport subclass, hence getattr.
+        pause = getattr(conn.writer.transport, "pause_reading", None)
+        if callable(pause):
+            pause()
         await self.flush()
-        # rfc2595:4 bytes the client sent after STLS and before the handshake are plaintext
-        # that must not be taken as commands over TLS: a client doing that is refused.
-        pending = getattr(conn.reader, "_buffer", b"")
-        if pending:
-            session.tls_failed()
-            return
+        # rfc2595:4 anything the client pipelined after STLS arrived in the clear before the
+        # handshake and must never be taken as a command under TLS: drop it.
+        pending = getattr(conn.reader, "_buffer", None)
+        if isinstance(pending, bytearray):
+            pending.clear()
         try:
             await conn.start_tls()
-        except (ssl.SSLError, OSError, TimeoutError):
+        except (ssl.SSLError, OSError, TimeoutError, RuntimeError):
             session.tls_failed()
             return
         session.tls_started()

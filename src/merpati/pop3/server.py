@@ -49,6 +49,9 @@ INBOX = "INBOX"
 READ_SIZE = 64 * 1024
 # Replies are gathered and written together; past this many bytes they are written at once.
 WRITE_HIGH_WATER = 256 * 1024
+# RETR read-ahead: at most this many following messages, of at most this many bytes together.
+READ_AHEAD_COUNT = 8
+READ_AHEAD_BYTES = 1024 * 1024
 
 _LOCKS: weakref.WeakKeyDictionary[App, MaildropLocks] = weakref.WeakKeyDictionary()
 
@@ -94,6 +97,8 @@ class _Run:
         self.out_size = 0
         self.seen: list[int] = []
         self.stop_wait: asyncio.Future[Any] | None = None
+        self.ahead: dict[int, tuple[asyncio.Future[bytes], int]] = {}  # uid -> (read, size)
+        self.ahead_bytes = 0
 
     def box(self) -> Mailbox:
         if self.mailbox is None:
@@ -122,14 +127,42 @@ class _Run:
         self.lock, self.mailbox, self.account = lock, mailbox, account
         session.maildrop_opened(account, messages)
 
-    async def fetch(self, session: Pop3Session, uid: int, whole: bool) -> None:
+    async def fetch(self, session: Pop3Session, action: FetchMessage) -> None:
+        box = self.box()
+        pending = self.ahead.pop(action.uid, None)
+        if pending is not None:
+            self.ahead_bytes -= pending[1]
+        if any(uid < action.uid for uid in self.ahead):
+            self.drop_read_ahead()  # the client skipped around: read-ahead is no use
+        if action.whole and session.maildrop is not None:
+            # Clients RETR in order: start reading the next few messages now, so the store's
+            # reads overlap with sending this one (bounded in count and bytes).
+            for info in session.maildrop.after(action.number, READ_AHEAD_COUNT):
+                if info.uid in self.ahead:
+                    continue
+                if (
+                    len(self.ahead) >= READ_AHEAD_COUNT
+                    or self.ahead_bytes + info.size > READ_AHEAD_BYTES
+                ):
+                    break
+                future = asyncio.ensure_future(box.read(INBOX, info.uid))
+                self.ahead[info.uid] = (future, info.size)
+                self.ahead_bytes += info.size
         try:
-            data: bytes | None = await self.box().read(INBOX, uid)
+            data: bytes | None = await (pending[0] if pending else box.read(INBOX, action.uid))
         except NoSuchMessage:
             data = None
         session.message_fetched(data)
-        if data is not None and whole:
+        if data is not None and action.whole:
             self.retrieved += 1
+
+    def drop_read_ahead(self) -> None:
+        for fut, _ in self.ahead.values():
+            fut.cancel()
+            if fut.done() and not fut.cancelled():
+                fut.exception()  # retrieved, so that asyncio does not report it
+        self.ahead.clear()
+        self.ahead_bytes = 0
 
     async def read(self, timeout: float) -> bytes | None:
         """The next bytes from the client (b"" at hang-up), or None when the idle timeout
@@ -261,7 +294,7 @@ async def serve_pop3(app: App, conn: Connection) -> None:
             elif isinstance(action, OpenMaildrop):
                 await run.open(session, action.account)
             elif isinstance(action, FetchMessage):
-                await run.fetch(session, action.uid, action.whole)
+                await run.fetch(session, action)
             elif isinstance(action, MarkSeen):
                 run.seen.append(action.uid)
             elif isinstance(action, StartTLS):
@@ -288,6 +321,7 @@ async def serve_pop3(app: App, conn: Connection) -> None:
             await run.flush_seen()  # what was sent before a hang-up still counts as read
         except Exception as exc:
             app.log.event("pop3.error", peer=conn.peer_ip, error=repr(exc))
+        run.drop_read_ahead()
         run.release()
         if run.stop_wait is not None:
             run.stop_wait.cancel()

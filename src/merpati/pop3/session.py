@@ -98,6 +98,7 @@ class FetchMessage:
 
     uid: int
     whole: bool  # RETR (True) or TOP (False)
+    number: int = 0  # its message number in this session
 
 
 @dataclass(frozen=True, slots=True)
@@ -475,7 +476,7 @@ class Pop3Session:
         found = self._lookup(cmd.args[0])
         if found is not None:
             self._fetch = _Fetch(found[0], found[1], None)
-            self._wait("fetch", FetchMessage(found[1].uid, whole=True))
+            self._wait("fetch", FetchMessage(found[1].uid, whole=True, number=found[0]))
 
     def _top(self, cmd: Command) -> None:
         try:
@@ -486,7 +487,7 @@ class Pop3Session:
         found = self._lookup(cmd.args[0])
         if found is not None:
             self._fetch = _Fetch(found[0], found[1], lines)
-            self._wait("fetch", FetchMessage(found[1].uid, whole=False))
+            self._wait("fetch", FetchMessage(found[1].uid, whole=False, number=found[0]))
 
     def message_fetched(self, data: bytes | None) -> None:
         """The answer to FetchMessage: the stored bytes, or None if the message is gone

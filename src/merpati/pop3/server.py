@@ -22,20 +22,20 @@ import weakref
 from typing import TYPE_CHECKING, Any
 
 from merpati.mailstore.api import FlagMode, Mailbox, MailStoreError, NoSuchMessage
-from merpati.pop3.lock import MaildropLock, MaildropLocks
-from merpati.pop3.replies import RespCode, err
-from merpati.pop3.session import (
+from merpati.pop3.actions import (
     NEED_DATA,
     Close,
     Commit,
     FetchMessage,
     MarkSeen,
     OpenMaildrop,
-    Pop3Session,
     Send,
     StartTLS,
     Verify,
 )
+from merpati.pop3.lock import MaildropLock, MaildropLocks
+from merpati.pop3.replies import RespCode, err
+from merpati.pop3.session import Pop3Session
 from merpati.server.connection import Connection
 from merpati.server.registry import ListenerSpec
 

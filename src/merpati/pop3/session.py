@@ -28,6 +28,19 @@ from merpati.address import AddressError, canonical_address
 from merpati.auth import sasl
 from merpati.mailstore.api import MessageInfo
 from merpati.pop3 import replies
+from merpati.pop3.actions import (
+    NEED_DATA,
+    Action,
+    Close,
+    Commit,
+    FetchMessage,
+    MarkSeen,
+    NeedData,
+    OpenMaildrop,
+    Send,
+    StartTLS,
+    Verify,
+)
 from merpati.pop3.commands import Command, CommandError, parse_command, parse_count, parse_msgnum
 from merpati.pop3.framing import COMMAND_LINE_LIMIT, SASL_LINE_LIMIT, LineReader, LineTooLong
 from merpati.pop3.maildrop import Maildrop, NoSuchMessageNumber
@@ -66,79 +79,6 @@ ALLOWED: Final[dict[State, frozenset[str]]] = {
     State.UPDATE: frozenset(),
     State.CLOSED: frozenset(),
 }
-
-
-# ---- actions -------------------------------------------------------------------------------
-
-
-@dataclass(frozen=True, slots=True)
-class Send:
-    data: bytes
-
-
-@dataclass(frozen=True, slots=True)
-class Verify:
-    """Check a password (through the shared throttle); answer with ``verified``."""
-
-    username: str
-    password: str
-
-
-@dataclass(frozen=True, slots=True)
-class OpenMaildrop:
-    """Lock the account's maildrop and snapshot its INBOX; answer with ``maildrop_opened``,
-    ``maildrop_in_use`` or ``maildrop_failed``."""
-
-    account: str
-
-
-@dataclass(frozen=True, slots=True)
-class FetchMessage:
-    """Read the stored bytes of INBOX message ``uid``; answer with ``message_fetched``."""
-
-    uid: int
-    whole: bool  # RETR (True) or TOP (False)
-    number: int = 0  # its message number in this session
-
-
-@dataclass(frozen=True, slots=True)
-class MarkSeen:
-    """Add \\Seen to INBOX message ``uid`` (after RETR). No answer expected."""
-
-    uid: int
-
-
-@dataclass(frozen=True, slots=True)
-class StartTLS:
-    """Upgrade the connection now; answer with ``tls_started`` or ``tls_failed``."""
-
-
-@dataclass(frozen=True, slots=True)
-class Commit:
-    """rfc1939:6 the UPDATE state: flag ``uids`` \\Deleted and expunge exactly those; answer
-    with ``committed(number removed)`` or ``commit_failed``."""
-
-    account: str
-    uids: tuple[int, ...]
-
-
-@dataclass(frozen=True, slots=True)
-class Close:
-    """Close the connection (after the Send actions before it). Always the last action."""
-
-    reason: str
-
-
-class _NeedData:
-    __slots__ = ()
-
-    def __repr__(self) -> str:
-        return "NEED_DATA"
-
-
-NEED_DATA: Final = _NeedData()
-
-Action = Send | Verify | OpenMaildrop | FetchMessage | MarkSeen | StartTLS | Commit | Close
 
 
 class SessionError(RuntimeError):
@@ -195,7 +135,7 @@ class Pop3Session:
         if not self._closed:
             self._reader.feed(data)
 
-    def next_action(self) -> Action | _NeedData:
+    def next_action(self) -> Action | NeedData:
         while True:
             if self._out:
                 action = self._out.popleft()

@@ -45,6 +45,7 @@ class Driver:
     max_errors: int = 10
     in_use: bool = False
     gone: frozenset[int] = frozenset()  # uids "expunged through IMAP" after login
+    store_fails: bool = False  # the store refuses to open the maildrop / to commit
 
     def __post_init__(self) -> None:
         self.session = Pop3Session(
@@ -90,6 +91,8 @@ class Driver:
             elif isinstance(action, OpenMaildrop):
                 if self.in_use:
                     s.maildrop_in_use()
+                elif self.store_fails:
+                    s.maildrop_failed()
                 else:
                     infos = [
                         info(
@@ -107,6 +110,8 @@ class Driver:
             elif isinstance(action, StartTLS):
                 self.tls_upgrades += 1
                 s.tls_started()
+            elif isinstance(action, Commit) and self.store_fails:
+                s.commit_failed()
             elif isinstance(action, Commit):
                 self.commits.append(action.uids)
                 for uid in action.uids:

@@ -8,6 +8,8 @@ import itertools
 import poplib
 import socket
 import ssl
+import subprocess
+import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -15,6 +17,7 @@ from pathlib import Path
 import pytest
 from pop3_util import PASSWORD, InProcessServer, auth_plain, client_tls, make_message
 
+from harness import merpati_env
 from merpati.mailstore.api import FlagMode
 from merpati.pop3.lock import MaildropLocks
 
@@ -192,19 +195,34 @@ def test_second_session_in_use(srv: InProcessServer, user: str) -> None:
 
 
 def test_lock_held_by_another_process(srv: InProcessServer, user: str) -> None:
-    """A second MaildropLocks on the same directory stands for another `merpati serve`:
-    its flock() lock excludes ours."""
-    other = MaildropLocks(srv.config.data_dir / "pop3-locks")
-    lock = other.acquire(user)
-    assert lock is not None
+    """Another process (as a second `merpati serve` on the same data dir would) holding the
+    account's flock() lock makes this server answer IN-USE."""
+    holder = subprocess.Popen(
+        [
+            sys.executable,
+            "-c",
+            "import sys; from pathlib import Path; from merpati.pop3.lock import MaildropLocks\n"
+            "lock = MaildropLocks(Path(sys.argv[1])).acquire(sys.argv[2])\n"
+            "print('held' if lock else 'busy', flush=True); sys.stdin.read()",
+            str(srv.config.data_dir / "pop3-locks"),
+            user,
+        ],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        env=merpati_env(),
+        text=True,
+    )
     try:
+        assert holder.stdout is not None and holder.stdout.readline() == "held\n"
         client = srv.pop3s()
         client.user(user)
         with pytest.raises(poplib.error_proto, match=r"\[IN-USE\]"):
             client.pass_(PASSWORD)
         client.quit()
     finally:
-        lock.release()
+        holder.communicate("", timeout=10)
+    client = srv.login(user)  # the other process is gone, and with it its lock
+    client.quit()
 
 
 def test_auth_plain_login_and_failures(srv: InProcessServer, user: str) -> None:

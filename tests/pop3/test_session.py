@@ -416,3 +416,13 @@ def test_partial_commit_reported() -> None:
     d2.session.committed(1)  # one of the two could not be removed
     out = d2.session.next_action()
     assert out == Send(b"-ERR [SYS/TEMP] some deleted messages not removed\r\n")
+
+
+def test_store_read_failure() -> None:
+    d = Driver(messages={1: MSG1, 2: MSG2}, unreadable=frozenset({1}))
+    d.login()
+    assert d.feed(b"RETR 1\r\n") == (
+        b"-ERR [SYS/TEMP] cannot read message 1 now, try again later\r\n"
+    )
+    assert d.feed(b"RETR 2\r\n").startswith(b"+OK")
+    assert d.marked_seen == [2]

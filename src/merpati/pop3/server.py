@@ -152,6 +152,10 @@ class _Run:
             data: bytes | None = await (pending[0] if pending else box.read(INBOX, action.uid))
         except NoSuchMessage:
             data = None
+        except MailStoreError as exc:
+            self.app.log.event("pop3.read_failed", account=self.account, uid=action.uid, error=exc)
+            session.message_unreadable()
+            return
         session.message_fetched(data)
         if data is not None and action.whole:
             self.retrieved += 1
@@ -195,7 +199,9 @@ class _Run:
             self.out.clear()
             self.out_size = 0
             self.conn.writer.write(data)
-        await self.conn.writer.drain()
+        # A client that stops reading is dropped after the idle timeout (TimeoutError is an
+        # OSError: the session ends as "connection lost", deleting nothing).
+        await asyncio.wait_for(self.conn.writer.drain(), self.app.config.limits.pop3_idle_timeout)
 
     async def flush_seen(self) -> None:
         """Set \\Seen on everything retrieved since the last flush, in one store call (one

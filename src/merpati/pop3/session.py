@@ -448,6 +448,13 @@ class Pop3Session:
         else:
             self._reply(replies.top_of_message(data, fetch.top_lines))
 
+    def message_unreadable(self) -> None:
+        """The other answer to FetchMessage: the store failed to read it (try later)."""
+        self._done("fetch")
+        fetch, self._fetch = self._fetch, None
+        number = fetch.number if fetch else 0
+        self._reply(err(f"cannot read message {number} now, try again later", RespCode.SYS_TEMP))
+
     def _dele(self, cmd: Command) -> None:
         found = self._lookup(cmd.args[0])
         if found is not None:

@@ -236,12 +236,7 @@ class _Run:
 
     async def start_tls(self, session: Pop3Session) -> None:
         conn = self.conn
-        # Stop reading before the client can see "+OK begin TLS": its ClientHello must reach
-        # the TLS layer, not the plaintext stream buffer (asyncio start_tls resumes reading).
-        # uvloop's transport is not an asyncio.ReadTransport subclass, hence getattr.
-        pause = getattr(conn.writer.transport, "pause_reading", None)
-        if callable(pause):
-            pause()
+        conn.pause_reading()  # before "+OK": the ClientHello must wait in the kernel
         await self.flush()
         # rfc2595:4 anything the client pipelined after STLS arrived in the clear before the
         # handshake and must never be taken as a command under TLS: drop it.

@@ -210,12 +210,18 @@ class SmtpConnection:
             await asyncio.shield(self._flush(final=True))
 
     async def _start_tls(self) -> None:
-        await self._flush(final=True)
+        # Stop reading before the 220 goes out: the client's ClientHello must stay in the
+        # socket for the TLS layer, not land in the stream reader's buffer where it would be
+        # lost (start_tls resumes reading on the new transport).
+        transport = self.conn.writer.transport
+        if isinstance(transport, asyncio.ReadTransport):
+            transport.pause_reading()
         # rfc3207:4.2 nothing read before the handshake may be used after it: drop what the
         # stream reader already holds (asyncio keeps it across start_tls).
         buffered = getattr(self.conn.reader, "_buffer", None)
         if isinstance(buffered, bytearray):
             buffered.clear()
+        await self._flush(final=True)
         try:
             await self.conn.start_tls(timeout=self.limits.command_timeout)
         except (TimeoutError, ConnectionError, ssl.SSLError, OSError, RuntimeError):

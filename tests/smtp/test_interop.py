@@ -175,6 +175,7 @@ def test_sigkill_mid_stream_loses_nothing_acknowledged(mta: MerpatiServer) -> No
         assert data.endswith(expected), f"message {n} is incomplete"  # never half-visible
         assert n not in seen, f"message {n} stored twice"
         seen.add(n)
+    print(f"crash test: acked={len(acked)} stored={len(seen)} attempted={len(attempted)}")
     missing = set(acked) - seen
     assert not missing, f"acknowledged but lost: {sorted(missing)}"
     assert seen <= set(attempted)

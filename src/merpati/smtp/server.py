@@ -213,9 +213,9 @@ class SmtpConnection:
         # Stop reading before the 220 goes out: the client's ClientHello must stay in the
         # socket for the TLS layer, not land in the stream reader's buffer where it would be
         # lost (start_tls resumes reading on the new transport).
-        transport = self.conn.writer.transport
-        if isinstance(transport, asyncio.ReadTransport):
-            transport.pause_reading()
+        pause = getattr(self.conn.writer.transport, "pause_reading", None)  # uvloop's too
+        if callable(pause):
+            pause()
         # rfc3207:4.2 nothing read before the handshake may be used after it: drop what the
         # stream reader already holds (asyncio keeps it across start_tls).
         buffered = getattr(self.conn.reader, "_buffer", None)

@@ -10,6 +10,8 @@ durable:
   fsynced, SQLite index with synchronous=FULL), one account per recipient (hard links).
 - aiosmtpd: aiosmtpd's SMTP server with a handler that writes each message to its own file,
   fsyncs it, renames it into place and fsyncs the directory (in a thread, so sessions overlap).
+- merpati-memory / aiosmtpd-nofsync (only when named): the protocol cost alone, with the
+  in-memory store and a handler that writes nothing; these are not durable.
 - postfix: a private Postfix instance (``smtpd`` -> ``cleanup`` -> queue file, fsynced by
   Postfix) with every message put on hold, so only the intake is measured. Needs root and the
   Debian package postfix; skipped with a message otherwise.
@@ -83,8 +85,7 @@ def merpati_server(base: Path, recipients: int) -> Iterator[int]:
     data = base / "data"
     cfg = base / "merpati.toml"
     off = "\n".join(
-        f"{n} = []"
-        for n in ("submission", "submissions", "imap", "imaps", "pop3", "pop3s", "http")
+        f"{n} = []" for n in ("submission", "submissions", "imap", "imaps", "pop3", "pop3s", "http")
     )
     cfg.write_text(
         f'hostname = "mx.{DOMAIN}"\ndata_dir = "{data}"\n[listen]\nsmtp = ["127.0.0.1:{port}"]\n'
@@ -136,7 +137,9 @@ def write(data: bytes) -> None:
 
 class Handler:
     async def handle_DATA(self, server, session, envelope):
-        await asyncio.get_running_loop().run_in_executor(None, write, envelope.original_content)
+        if directory != "-":
+            loop = asyncio.get_running_loop()
+            await loop.run_in_executor(None, write, envelope.original_content)
         return "250 2.0.0 OK"
 
 async def main() -> None:
@@ -153,16 +156,70 @@ asyncio.run(main())
 
 
 @contextmanager
-def aiosmtpd_server(base: Path, recipients: int) -> Iterator[int]:
+def aiosmtpd_server(base: Path, recipients: int, durable: bool = True) -> Iterator[int]:
     port = free_port()
     spool = base / "spool"
     spool.mkdir()
+    where = str(spool) if durable else "-"
     script = base / "aiosmtpd_server.py"
     script.write_text(AIOSMTPD_SERVER)
     proc = subprocess.Popen(
-        [sys.executable, str(script), str(spool), str(port)],
+        [sys.executable, str(script), where, str(port)],
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
+    )
+    try:
+        wait_port(port, proc)
+        yield port
+    finally:
+        proc.terminate()
+        proc.wait(10)
+
+
+MERPATI_MEMORY_SERVER = r"""
+import asyncio, sys
+from pathlib import Path
+from merpati.config import Config, LimitsConfig
+from merpati.delivery.deliver import make_deliverer
+from merpati.mailstore.memory import MemoryMailStore
+from merpati.server.listeners import Acceptor
+from merpati.server.runtime import build_app
+from merpati.config import ListenAddress
+from merpati.smtp.server import mx_listener
+
+data_dir, port, recipients = Path(sys.argv[1]), int(sys.argv[2]), int(sys.argv[3])
+
+async def main() -> None:
+    config = Config(hostname="mx.bench.example", data_dir=data_dir,
+                    limits=LimitsConfig(connections_per_ip=1000))
+    app = build_app(config)
+    app.log.quiet = True
+    app.accounts.add_domain("bench.example")
+    app.mailstore = MemoryMailStore(app.accounts.quota)
+    for i in range(recipients):
+        app.accounts.add_account(f"u{i}@bench.example", "bench-password-1")
+        await app.mailstore.create_account(f"u{i}@bench.example")
+    app.deliver = make_deliverer(app)
+    acceptor = Acceptor(app)
+    await acceptor.bind("smtp", mx_listener(app), (ListenAddress("127.0.0.1", port),))
+    await asyncio.Event().wait()
+
+import uvloop
+uvloop.run(main())
+"""
+
+
+@contextmanager
+def merpati_memory_server(base: Path, recipients: int) -> Iterator[int]:
+    """Protocol cost only: the in-memory store (nothing durable); for the aiosmtpd decision."""
+    port = free_port()
+    script = base / "merpati_memory.py"
+    script.write_text(MERPATI_MEMORY_SERVER)
+    proc = subprocess.Popen(
+        [sys.executable, str(script), str(base / "data"), str(port), str(recipients)],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        env=env(),
     )
     try:
         wait_port(port, proc)
@@ -200,8 +257,10 @@ def postfix_server(base: Path, recipients: int) -> Iterator[int]:
         "mail_owner = postfix\nsetgid_group = postdrop\n"
         f"myhostname = postfix.{DOMAIN}\nmydestination =\ninet_interfaces = 127.0.0.1\n"
         "inet_protocols = ipv4\nmynetworks = 127.0.0.0/8\n"
-        "smtpd_recipient_restrictions = check_recipient_access static:HOLD, permit\n"
-        "smtpd_relay_restrictions = permit\nmaillog_file = /dev/null\n"
+        "smtpd_recipient_restrictions = check_recipient_access static:HOLD,"
+        " permit_mynetworks, reject\n"
+        "smtpd_relay_restrictions = permit_mynetworks, reject\n"
+        f"maillog_file_prefixes = {base}\nmaillog_file = {base}/postfix.log\n"
         "default_process_limit = 100\nsmtpd_client_connection_count_limit = 0\n"
         "smtpd_client_connection_rate_limit = 0\nanvil_rate_time_unit = 60s\n"
         "smtpd_banner = $myhostname ESMTP\nbiff = no\nsmtp_host_lookup = native\n"
@@ -224,6 +283,9 @@ SERVERS: dict[str, Callable[[Path, int], object]] = {
     "merpati": merpati_server,
     "aiosmtpd": aiosmtpd_server,
     "postfix": postfix_server,
+    # Protocol cost only, nothing durable: what the aiosmtpd-or-our-own decision compared.
+    "merpati-memory": merpati_memory_server,
+    "aiosmtpd-nofsync": lambda base, n: aiosmtpd_server(base, n, durable=False),
 }
 
 
@@ -240,7 +302,12 @@ async def read_reply(reader: asyncio.StreamReader) -> bytes:
 
 
 async def session(
-    port: int, rcpts: list[str], body: bytes, until: float, latencies: list[float], errors: list[str]
+    port: int,
+    rcpts: list[str],
+    body: bytes,
+    until: float,
+    latencies: list[float],
+    errors: list[str],
 ) -> None:
     reader, writer = await asyncio.open_connection("127.0.0.1", port, limit=1 << 20)
     try:
@@ -299,12 +366,11 @@ async def load(port: int, sessions: int, recipients: int, seconds: float) -> dic
 def smtp_source(port: int, sessions: int, recipients: int, count: int) -> float:
     """Messages/s with Postfix's smtp-source as the load generator."""
     started = time.monotonic()
+    cmd = ["smtp-source", "-s", str(sessions), "-m", str(count), "-l", str(SIZE)]
+    cmd += ["-r", str(recipients), "-f", "load@client.example", "-t", f"u0@{DOMAIN}"]
+    cmd += ["-M", "load.client.example", f"127.0.0.1:{port}"]
     subprocess.run(
-        [
-            "smtp-source", "-s", str(sessions), "-m", str(count), "-l", str(SIZE),
-            "-r", str(recipients), "-f", "load@client.example", "-t", f"u0@{DOMAIN}",
-            "-M", "load.client.example", f"127.0.0.1:{port}",
-        ],  # fmt: skip
+        cmd,
         check=True,
         capture_output=True,
         timeout=300,
@@ -314,7 +380,9 @@ def smtp_source(port: int, sessions: int, recipients: int, count: int) -> float:
 
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
-    ap.add_argument("--servers", nargs="+", default=list(SERVERS), choices=list(SERVERS))
+    ap.add_argument(
+        "--servers", nargs="+", default=["merpati", "aiosmtpd", "postfix"], choices=list(SERVERS)
+    )
     ap.add_argument("--sessions", nargs="+", type=int, default=[1, 20])
     ap.add_argument("--recipients", nargs="+", type=int, default=[1, 5])
     ap.add_argument("--seconds", type=float, default=4.0)

@@ -240,6 +240,7 @@ def postfix_available() -> str | None:
 @contextmanager
 def postfix_server(base: Path, recipients: int) -> Iterator[int]:
     port = free_port()
+    base.chmod(0o755)  # Postfix's daemons run as the postfix user and must reach the queue
     conf = base / "postfix"
     queue = base / "postfix-queue"
     data = base / "postfix-data"

@@ -125,9 +125,14 @@ def test_date_time_roundtrip() -> None:
 def test_fetch_attributes() -> None:
     atts = fetch_atts(Cursor(b"FAST"))
     assert [a.name for a in atts] == ["FLAGS", "INTERNALDATE", "RFC822.SIZE"]
-    (att,) = fetch_atts(Cursor(b"BODY.PEEK[1.2.HEADER.FIELDS.NOT (From \"X-Y\")]<10.20>"))
+    (att,) = fetch_atts(Cursor(b'BODY.PEEK[1.2.HEADER.FIELDS.NOT (From "X-Y")]<10.20>'))
     assert (att.name, att.section, att.text, att.fields, att.partial, att.peek) == (
-        "BODY", (1, 2), "HEADER.FIELDS.NOT", (b"From", b"X-Y"), (10, 20), True
+        "BODY",
+        (1, 2),
+        "HEADER.FIELDS.NOT",
+        (b"From", b"X-Y"),
+        (10, 20),
+        True,
     )
     assert att.response_name() == b"BODY[1.2.HEADER.FIELDS.NOT (From X-Y)]<10>"
     assert not att.sets_seen
@@ -251,11 +256,7 @@ def _events(framer: Framer, data: bytes, one_byte: bool) -> list[object]:
 
 @pytest.mark.parametrize("one_byte", [False, True])
 def test_framer(one_byte: bool) -> None:
-    data = (
-        b"a NOOP\r\n"
-        b"b LOGIN {3}\r\nabc {2+}\r\nxy\r\n"
-        b"c APPEND INBOX {5}\r\n1\r\n34\r\n"
-    )
+    data = b"a NOOP\r\nb LOGIN {3}\r\nabc {2+}\r\nxy\r\nc APPEND INBOX {5}\r\n1\r\n34\r\n"
     evs = _events(Framer(1000, 1000), data, one_byte)
     assert evs == [
         CommandReady(b"a NOOP"),

@@ -170,7 +170,10 @@ def test_fetch_sets_seen_unless_peek() -> None:
     append(c.store, A, SIMPLE)
     c.select()
     out = c.cmd("a FETCH 1 (BODY.PEEK[HEADER.FIELDS (SUBJECT)])")
-    assert out == b"* 1 FETCH (BODY[HEADER.FIELDS (SUBJECT)] {18}\r\nSubject: hello\r\n\r\n)\r\na OK FETCH completed\r\n"
+    assert (
+        out
+        == b"* 1 FETCH (BODY[HEADER.FIELDS (SUBJECT)] {18}\r\nSubject: hello\r\n\r\n)\r\na OK FETCH completed\r\n"
+    )
     out = c.cmd("b FETCH 1 (RFC822.TEXT)")
     assert b"RFC822.TEXT {13}\r\nHello world\r\n FLAGS (\\Seen \\Recent))" in out
     assert b"\\Seen" in c.cmd("c FETCH 1 FLAGS")
@@ -178,7 +181,7 @@ def test_fetch_sets_seen_unless_peek() -> None:
 
 NESTED = (
     b"From: a@example.com\r\nTo: b@example.com, Group: c@example.com;\r\nSubject: nested\r\n"
-    b"MIME-Version: 1.0\r\nContent-Type: multipart/mixed; boundary=\"B1\"\r\n\r\n"
+    b'MIME-Version: 1.0\r\nContent-Type: multipart/mixed; boundary="B1"\r\n\r\n'
     b"--B1\r\nContent-Type: text/plain; charset=utf-8\r\nContent-Transfer-Encoding: quoted-printable\r\n\r\n"
     b"caf=C3=A9\r\n"
     b"--B1\r\nContent-Type: message/rfc822\r\n\r\n"
@@ -235,7 +238,11 @@ def test_search_keys() -> None:
         (b"From: ann@example.com\r\nCc: Carl <carl@example.com>\r\nSubject: big\r\n\r\n" + b"z" * 5000 + b"\r\n", ("\\Deleted",)),
     ]  # fmt: skip
     for data, flags in msgs:
-        run(box.append("INBOX", data, flags, internaldate=1583150000.0 + len(data), internaldate_tz=0))
+        run(
+            box.append(
+                "INBOX", data, flags, internaldate=1583150000.0 + len(data), internaldate_tz=0
+            )
+        )
     c.select()
 
     def search(criteria: str) -> list[int]:
@@ -294,8 +301,14 @@ def test_search_keys() -> None:
 def test_copy_move_append_codes() -> None:
     store = MemoryMailStore(quota_lookup=lambda a: 2000)
     c = Client(store).login()
-    out = c.cmd(b'a APPEND INBOX (\\Seen) "01-Feb-2024 10:20:30 +0100" {%d}\r\n' % len(SIMPLE) + SIMPLE)
-    assert out.startswith(b"+ Ready") and b"a OK [APPENDUID " in out and out.endswith(b" 1] APPEND completed\r\n")
+    out = c.cmd(
+        b'a APPEND INBOX (\\Seen) "01-Feb-2024 10:20:30 +0100" {%d}\r\n' % len(SIMPLE) + SIMPLE
+    )
+    assert (
+        out.startswith(b"+ Ready")
+        and b"a OK [APPENDUID " in out
+        and out.endswith(b" 1] APPEND completed\r\n")
+    )
     out = c.cmd(b"b APPEND Nope {%d+}\r\n" % len(SIMPLE) + SIMPLE)
     assert out == b"b NO [TRYCREATE] No such mailbox\r\n"
     big = b"Subject: x\r\n\r\n" + b"y" * 3000
@@ -334,7 +347,7 @@ def test_mailbox_names_mutf7_and_utf8() -> None:
     assert c.cmd("c CREATE Entw\xfcrfe".encode("latin-1")).startswith(b"c BAD")
     c.cmd("d ENABLE UTF8=ACCEPT")
     assert '"/" "Entwürfe"\r\n'.encode() in c.cmd('e LIST "" Entw*')
-    assert "f OK".encode() in c.cmd('f SELECT "Entwürfe"'.encode())
+    assert b"f OK" in c.cmd('f SELECT "Entwürfe"'.encode())
 
 
 def test_list_variants() -> None:

@@ -28,7 +28,13 @@ from merpati.delivery.api import (
     Recipient,
     RecipientOutcome,
 )
-from merpati.mailstore.api import DeliveryTarget, MailStoreError, QuotaExceeded
+from merpati.mailstore.api import (
+    DeliveryTarget,
+    MailStoreError,
+    NoSuchFolder,
+    QuotaExceeded,
+)
+from merpati.trust import hooks as trust_hooks
 
 _OK = (250, "2.0.0", "Delivered")
 _QUEUED = (250, "2.0.0", "Queued")
@@ -51,24 +57,40 @@ def make_deliverer(app: App) -> Deliverer:
         local_of: dict[Recipient, tuple[str, ...]] = {}
         remote_of: dict[Recipient, tuple[str, ...]] = {}
         failed: dict[Recipient, tuple[int, str, str]] = {}
+        forwarded: dict[str, str] = {}  # remote address an alias sends to -> alias domain
         for rcpt in envelope.recipients:
             expansion = app.accounts.expand(rcpt.address)
             if not expansion.found:
-                failed[rcpt] = _UNKNOWN
+                bounce_to = trust_hooks.srs_target(app, rcpt.address)  # issue 8: SRS bounce
+                if bounce_to is None:
+                    failed[rcpt] = _UNKNOWN
+                    continue
+                local_of[rcpt], remote_of[rcpt] = (), (bounce_to,)
                 continue
             local_of[rcpt] = expansion.local
             remote_of[rcpt] = expansion.remote
+            domain = rcpt.address.rpartition("@")[2]
+            if expansion.remote and app.accounts.is_local_domain(domain):
+                forwarded.update(dict.fromkeys(expansion.remote, domain))
 
         accounts = list(dict.fromkeys(a for accs in local_of.values() for a in accs))
         account_result: dict[str, tuple[int, str, str]] = {}
         if accounts:
             data = trace_prefix(envelope, accounts) + message
-            targets = [DeliveryTarget(a) for a in accounts]
+            folder = envelope.extra.get("folder", "INBOX")  # issue 8: Junk for DMARC
+            targets = [DeliveryTarget(a, folder=folder) for a in accounts]
             try:
                 results = await app.mailstore.deliver(data, targets)
             except Exception as exc:  # the store failed as a whole: nothing was delivered
                 app.log.event("delivery.error", stage="store", error=type(exc).__name__)
                 results = [MailStoreError("store failure")] * len(targets)
+            missing = [i for i, r in enumerate(results) if isinstance(r, NoSuchFolder)]
+            if folder != "INBOX" and missing:  # the account deleted its Junk folder
+                again = await app.mailstore.deliver(
+                    data, [DeliveryTarget(accounts[i]) for i in missing]
+                )
+                for i, r in zip(missing, again, strict=True):
+                    results[i] = r
             for account, result in zip(accounts, results, strict=True):
                 if isinstance(result, QuotaExceeded):
                     account_result[account] = _OVER_QUOTA
@@ -97,9 +119,22 @@ def make_deliverer(app: App) -> Deliverer:
                 remote_result = _NO_QUEUE
             else:
                 try:
-                    queue_id = await app.queue.enqueue(
-                        envelope, message, (*remote.values(), *retry.values())
-                    )
+                    direct = [rc for a, rc in remote.items() if a not in forwarded]
+                    by_alias: dict[str, list[Recipient]] = {}
+                    for a, rc in remote.items():
+                        if a in forwarded:
+                            by_alias.setdefault(forwarded[a], []).append(rc)
+                    if direct or retry:
+                        queue_id = await app.queue.enqueue(
+                            envelope, message, (*direct, *retry.values())
+                        )
+                    for alias_domain, rcpts in by_alias.items():
+                        # issue 8: SRS on the sender and an ARC seal for forwarded copies.
+                        fwd_env, fwd_msg = await trust_hooks.forward(
+                            app, envelope, message, alias_domain
+                        )
+                        fwd_id = await app.queue.enqueue(fwd_env, fwd_msg, tuple(rcpts))
+                        queue_id = queue_id or fwd_id
                     app.queue.wake()
                     retried = bool(retry)
                 except Exception as exc:

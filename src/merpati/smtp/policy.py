@@ -18,6 +18,7 @@ from merpati.smtp import replies
 from merpati.smtp.commands import Mail, Rcpt
 from merpati.smtp.replies import Reply
 from merpati.smtp.session import Role
+from merpati.trust import hooks as trust_hooks
 
 
 def check_mail(app: App, role: Role, account: str | None, mail: Mail) -> Reply:
@@ -53,6 +54,8 @@ async def check_rcpt(app: App, account: str | None, rcpt: Rcpt) -> tuple[Reply, 
         return replies.RCPT_OK, address
     expansion = accounts.expand(address)
     if not expansion.found:
+        if trust_hooks.srs_target(app, address) is not None:  # issue 8: a bounce to SRS
+            return (replies.RCPT_OK, address) if app.queue else (replies.NO_QUEUE, None)
         return replies.NO_SUCH_USER, None
     if expansion.remote and app.queue is None:
         return replies.NO_QUEUE, None

@@ -46,6 +46,7 @@ from merpati.smtp.events import (
 from merpati.smtp.limits import MAX_RECEIVED_HEADERS
 from merpati.smtp.replies import Reply
 from merpati.smtp.session import Role, Session, Settings
+from merpati.trust import hooks as trust_hooks
 
 BUSY_REPLY = b"421 4.7.0 Too many connections, try later\r\n"
 READ_SIZE = 256 * 1024
@@ -134,11 +135,22 @@ class SmtpConnection:
                 await self._flush(final=True)
                 return
             elif isinstance(event, MailRequest):
-                session.respond(
-                    policy.check_mail(self.app, self.role, session.account, event.command)
-                )
+                reply = policy.check_mail(self.app, self.role, session.account, event.command)
+                if reply.positive:  # issue 8: outbound rate per account
+                    reply = trust_hooks.mail_refusal(self.app, session.account) or reply
+                session.respond(reply)
             elif isinstance(event, RcptRequest):
                 reply, address = await policy.check_rcpt(self.app, session.account, event.command)
+                if reply.positive and session.transaction is not None:  # issue 8: greylisting
+                    grey = await trust_hooks.rcpt_refusal(
+                        self.app,
+                        self.role,
+                        session.account,
+                        self.conn.peer_ip,
+                        session.transaction.mail.address,
+                        address or event.command.address,
+                    )
+                    reply, address = (grey, None) if grey is not None else (reply, address)
                 session.respond(reply, address)
             elif isinstance(event, AuthRequest):
                 account = await self.app.auth.verify(
@@ -252,8 +264,14 @@ class SmtpConnection:
             log(result="loop")
             self.m_messages.labels(listener, "loop").inc()
             return replies.LOOP
-        now = datetime.now(UTC).astimezone()
         session = self.session
+        if self.role == "mx" and session.account is None:  # issue 8: SPF/DKIM/DMARC/ARC
+            refusal, envelope, data = await trust_hooks.check_message(self.app, envelope, data)
+            if refusal is not None:
+                log(result="dmarc-reject")
+                self.m_messages.labels(listener, "refused").inc()
+                return refusal
+        now = datetime.now(UTC).astimezone()
         head = b""
         if self.role != "mx":
             head = trace.submission_headers(data, now, f"{msg_id}@{self.app.config.hostname}")
@@ -338,6 +356,14 @@ def reply_for(report: DeliveryReport, msg_id: str) -> Reply:
 
 
 async def _serve(app: App, role: Role, conn: Connection) -> None:
+    refusal = await trust_hooks.connect_refusal(app, role, conn.peer_ip)  # issue 8
+    if refusal is not None:
+        with contextlib.suppress(TimeoutError, ConnectionError, ssl.SSLError, OSError):
+            conn.writer.write(refusal)
+            async with asyncio.timeout(5):
+                await conn.writer.drain()
+        await conn.close()
+        return
     smtp = SmtpConnection(app, role, conn)
     task = asyncio.current_task()
 

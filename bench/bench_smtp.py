@@ -7,7 +7,10 @@ counts when its end-of-data reply is 250, which each server sends only after the
 durable:
 
 - merpati: the real ``merpati serve`` on the ``smtp`` listener, embedded store (Maildir files
-  fsynced, SQLite index with synchronous=FULL), one account per recipient (hard links).
+  fsynced, SQLite index with synchronous=FULL), one account per recipient (hard links). The
+  client is a stranger, so every message also gets the inbound SPF/DKIM/DMARC/ARC checks.
+- merpati-auth: the same server, the sessions authenticate first (AUTH PLAIN as u0), so the
+  inbound checks are skipped: the intake path alone, comparable with the servers below.
 - aiosmtpd: aiosmtpd's SMTP server with a handler that writes each message to its own file,
   fsyncs it, renames it into place and fsyncs the directory (in a thread, so sessions overlap).
 - merpati-memory / aiosmtpd-nofsync (only when named): the protocol cost alone, with the
@@ -27,6 +30,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import base64
 import os
 import shutil
 import signal
@@ -41,6 +45,7 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 DOMAIN = "bench.example"
+PASSWORD = "bench-password-1"
 SIZE = 10_000
 
 
@@ -89,7 +94,8 @@ def merpati_server(base: Path, recipients: int) -> Iterator[int]:
     )
     cfg.write_text(
         f'hostname = "mx.{DOMAIN}"\ndata_dir = "{data}"\n[listen]\nsmtp = ["127.0.0.1:{port}"]\n'
-        f"{off}\n[limits]\nconnections_per_ip = 1000\n"
+        f"{off}\n[tls]\nallow_plaintext_auth = true\n[limits]\nconnections_per_ip = 1000\n"
+        "[policy]\nconnection_rate_per_ip = 1000000\noutbound_rate_per_account = 100000000\n"
     )
     cli = [sys.executable, "-m", "merpati", "--config", str(cfg)]
     subprocess.run([*cli, "domain", "add", DOMAIN], check=True, env=env(), capture_output=True)
@@ -179,7 +185,7 @@ def aiosmtpd_server(base: Path, recipients: int, durable: bool = True) -> Iterat
 MERPATI_MEMORY_SERVER = r"""
 import asyncio, sys
 from pathlib import Path
-from merpati.config import Config, LimitsConfig
+from merpati.config import Config, LimitsConfig, PolicyConfig, TLSConfig
 from merpati.delivery.deliver import make_deliverer
 from merpati.mailstore.memory import MemoryMailStore
 from merpati.server.listeners import Acceptor
@@ -191,6 +197,9 @@ data_dir, port, recipients = Path(sys.argv[1]), int(sys.argv[2]), int(sys.argv[3
 
 async def main() -> None:
     config = Config(hostname="mx.bench.example", data_dir=data_dir,
+                    tls=TLSConfig(allow_plaintext_auth=True),
+                    policy=PolicyConfig(connection_rate_per_ip=1000000,
+                                        outbound_rate_per_account=100000000),
                     limits=LimitsConfig(connections_per_ip=1000))
     app = build_app(config)
     app.log.quiet = True
@@ -282,6 +291,7 @@ def postfix_server(base: Path, recipients: int) -> Iterator[int]:
 
 SERVERS: dict[str, Callable[[Path, int], object]] = {
     "merpati": merpati_server,
+    "merpati-auth": merpati_server,
     "aiosmtpd": aiosmtpd_server,
     "postfix": postfix_server,
     # Protocol cost only, nothing durable: what the aiosmtpd-or-our-own decision compared.
@@ -309,13 +319,24 @@ async def session(
     until: float,
     latencies: list[float],
     errors: list[str],
+    auth: bool,
 ) -> None:
     reader, writer = await asyncio.open_connection("127.0.0.1", port, limit=1 << 20)
     try:
-        await read_reply(reader)
+        greeting = await read_reply(reader)
+        if not greeting.startswith(b"220"):
+            raise RuntimeError(f"refused: {greeting!r}")
         writer.write(b"EHLO load.client.example\r\n")
         await read_reply(reader)
-        envelope = b"MAIL FROM:<load@client.example>\r\n"
+        sender = b"load@client.example"
+        if auth:  # as the account u0: no inbound SPF/DKIM/DMARC checks, sender must be owned
+            token = base64.b64encode(f"\0u0@{DOMAIN}\0{PASSWORD}".encode())
+            writer.write(b"AUTH PLAIN " + token + b"\r\n")
+            line = await read_reply(reader)
+            if not line.startswith(b"235"):
+                raise RuntimeError(f"AUTH failed: {line!r}")
+            sender = f"u0@{DOMAIN}".encode()
+        envelope = b"MAIL FROM:<" + sender + b">\r\n"
         envelope += b"".join(f"RCPT TO:<{r}>\r\n".encode() for r in rcpts) + b"DATA\r\n"
         stuffed = body.replace(b"\r\n.", b"\r\n..") + b"\r\n.\r\n"
         while time.monotonic() < until:
@@ -343,7 +364,9 @@ async def session(
         writer.close()
 
 
-async def load(port: int, sessions: int, recipients: int, seconds: float) -> dict[str, float]:
+async def load(
+    port: int, sessions: int, recipients: int, seconds: float, auth: bool = False
+) -> dict[str, float]:
     rcpts = [f"u{i}@{DOMAIN}" for i in range(recipients)]
     body = message()
     latencies: list[float] = []
@@ -351,7 +374,7 @@ async def load(port: int, sessions: int, recipients: int, seconds: float) -> dic
     started = time.monotonic()
     until = started + seconds
     await asyncio.gather(
-        *(session(port, rcpts, body, until, latencies, errors) for _ in range(sessions))
+        *(session(port, rcpts, body, until, latencies, errors, auth) for _ in range(sessions))
     )
     elapsed = time.monotonic() - started
     lat = sorted(latencies)
@@ -379,10 +402,18 @@ def smtp_source(port: int, sessions: int, recipients: int, count: int) -> float:
     return count / (time.monotonic() - started)
 
 
+# Sessions that authenticate first (as u0@bench.example): port 25 then skips the inbound
+# SPF/DKIM/DMARC/ARC checks, which need DNS and are not part of what the others do.
+AUTHENTICATED = {"merpati-auth", "merpati-memory"}
+
+
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
     ap.add_argument(
-        "--servers", nargs="+", default=["merpati", "aiosmtpd", "postfix"], choices=list(SERVERS)
+        "--servers",
+        nargs="+",
+        default=["merpati", "merpati-auth", "aiosmtpd", "postfix"],
+        choices=list(SERVERS),
     )
     ap.add_argument("--sessions", nargs="+", type=int, default=[1, 20])
     ap.add_argument("--recipients", nargs="+", type=int, default=[1, 5])
@@ -405,9 +436,10 @@ def main() -> int:
             with tempfile.TemporaryDirectory(prefix=f"bench-smtp-{name}-") as tmp:
                 factory = SERVERS[name]
                 with factory(Path(tmp), recipients) as port:  # type: ignore[attr-defined]
-                    asyncio.run(load(port, 2, recipients, 0.5))  # warm up
+                    auth = name in AUTHENTICATED
+                    asyncio.run(load(port, 2, recipients, 0.5, auth))  # warm up
                     for sessions in args.sessions:
-                        r = asyncio.run(load(port, sessions, recipients, args.seconds))
+                        r = asyncio.run(load(port, sessions, recipients, args.seconds, auth))
                         print(
                             f"{name:10} {sessions:>8} {recipients:>5} {r['msgs']:>6.0f} "
                             f"{r['rate']:>8.1f} {r['p50']:>8.1f} {r['p99']:>8.1f}",

@@ -259,6 +259,6 @@ def test_authenticated_client_may_relay_through_port_25(srv: InProcServer) -> No
         c.login(ALICE, "alice-pw-1")
         assert c.sendmail(ALICE, ["far@remote.example"], b"Subject: relay\r\n\r\nx\r\n") == {}
     assert srv.queue is not None
-    ((env, message, rcpts),) = srv.queue.items
+    ((_env, message, rcpts),) = srv.queue.items
     assert [r.address for r in rcpts] == ["far@remote.example"]
     assert b"with ESMTPSA id" in message

@@ -72,8 +72,13 @@ def run(aw: Awaitable[T]) -> T:
     return _loop.run_until_complete(aw)
 
 
-def append(store: MemoryMailStore, account: str, data: bytes, folder: str = "INBOX",
-           flags: tuple[str, ...] = ()) -> int:
+def append(
+    store: MemoryMailStore,
+    account: str,
+    data: bytes,
+    folder: str = "INBOX",
+    flags: tuple[str, ...] = (),
+) -> int:
     return run(store.mailbox(account).append(folder, data, flags)).uid
 
 

@@ -7,13 +7,19 @@ import time
 from collections.abc import Iterator
 
 import pytest
-from conftest import PASSWORD, USER
 
+from conftest import PASSWORD, USER
 from harness import MerpatiServer
 
 imapclient = pytest.importorskip("imapclient")
 
-MSG = b"From: Ann <ann@example.com>\r\nSubject: Report\r\nMIME-Version: 1.0\r\nContent-Type: multipart/mixed; boundary=b\r\n\r\n--b\r\nContent-Type: text/plain\r\n\r\nSee attached.\r\n--b\r\nContent-Type: application/pdf\r\nContent-Transfer-Encoding: base64\r\n\r\nJVBERi0=\r\n--b--\r\n"  # fmt: skip
+MSG = (
+    b"From: Ann <ann@example.com>\r\nSubject: Report\r\nMIME-Version: 1.0\r\n"
+    b"Content-Type: multipart/mixed; boundary=b\r\n\r\n"
+    b"--b\r\nContent-Type: text/plain\r\n\r\nSee attached.\r\n"
+    b"--b\r\nContent-Type: application/pdf\r\nContent-Transfer-Encoding: base64\r\n\r\n"
+    b"JVBERi0=\r\n--b--\r\n"
+)
 
 
 def _client(srv: MerpatiServer) -> imapclient.IMAPClient:

@@ -10,8 +10,8 @@ import time
 from collections.abc import Callable
 
 import pytest
-from conftest import PASSWORD, USER
 
+from conftest import PASSWORD, USER
 from harness import MerpatiServer
 
 Connect = Callable[..., imaplib.IMAP4]
@@ -136,13 +136,15 @@ def test_literal_limit_and_line_limit(server_factory: Callable[..., MerpatiServe
 def test_preauth_timeout(server_factory: Callable[..., MerpatiServer]) -> None:
     srv = server_factory("[limits]\nimap_preauth_timeout = 1\n", listeners=("imaps",))
     ctx = MerpatiServer.client_tls_context()
-    with socket.create_connection(srv.address("imaps"), timeout=10) as raw:
-        with ctx.wrap_socket(raw) as s:
-            f = s.makefile("rb")
-            assert f.readline().startswith(b"* OK [CAPABILITY")
-            start = time.monotonic()
-            assert f.readline() == b"* BYE Autologout; idle for too long\r\n"
-            assert 0.5 < time.monotonic() - start < 5
+    with (
+        socket.create_connection(srv.address("imaps"), timeout=10) as raw,
+        ctx.wrap_socket(raw) as s,
+    ):
+        f = s.makefile("rb")
+        assert f.readline().startswith(b"* OK [CAPABILITY")
+        start = time.monotonic()
+        assert f.readline() == b"* BYE Autologout; idle for too long\r\n"
+        assert 0.5 < time.monotonic() - start < 5
 
 
 def test_idle_wakes_within_a_second(connect: Connect) -> None:

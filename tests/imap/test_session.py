@@ -10,7 +10,10 @@ from merpati.imap.session import SessionConfig
 from merpati.mailstore.memory import MemoryMailStore
 
 A = "alice@example.org"
-SIMPLE = b"From: Joe <joe@example.com>\r\nSubject: hello\r\nDate: Mon, 2 Mar 2020 10:00:00 +0000\r\n\r\nHello world\r\n"
+SIMPLE = (
+    b"From: Joe <joe@example.com>\r\nSubject: hello\r\n"
+    b"Date: Mon, 2 Mar 2020 10:00:00 +0000\r\n\r\nHello world\r\n"
+)
 
 
 def test_greeting_and_state_table() -> None:
@@ -170,7 +173,10 @@ def test_fetch_sets_seen_unless_peek() -> None:
     append(c.store, A, SIMPLE)
     c.select()
     out = c.cmd("a FETCH 1 (BODY.PEEK[HEADER.FIELDS (SUBJECT)])")
-    assert out == b"* 1 FETCH (BODY[HEADER.FIELDS (SUBJECT)] {18}\r\nSubject: hello\r\n\r\n)\r\na OK FETCH completed\r\n"
+    assert out == (
+        b"* 1 FETCH (BODY[HEADER.FIELDS (SUBJECT)] {18}\r\nSubject: hello\r\n\r\n)\r\n"
+        b"a OK FETCH completed\r\n"
+    )
     out = c.cmd("b FETCH 1 (RFC822.TEXT)")
     assert b"RFC822.TEXT {13}\r\nHello world\r\n FLAGS (\\Seen \\Recent))" in out
     assert b"\\Seen" in c.cmd("c FETCH 1 FLAGS")
@@ -178,11 +184,13 @@ def test_fetch_sets_seen_unless_peek() -> None:
 
 NESTED = (
     b"From: a@example.com\r\nTo: b@example.com, Group: c@example.com;\r\nSubject: nested\r\n"
-    b"MIME-Version: 1.0\r\nContent-Type: multipart/mixed; boundary=\"B1\"\r\n\r\n"
-    b"--B1\r\nContent-Type: text/plain; charset=utf-8\r\nContent-Transfer-Encoding: quoted-printable\r\n\r\n"
+    b'MIME-Version: 1.0\r\nContent-Type: multipart/mixed; boundary="B1"\r\n\r\n'
+    b"--B1\r\nContent-Type: text/plain; charset=utf-8\r\n"
+    b"Content-Transfer-Encoding: quoted-printable\r\n\r\n"
     b"caf=C3=A9\r\n"
     b"--B1\r\nContent-Type: message/rfc822\r\n\r\n"
-    b"From: inner@example.com\r\nSubject: inner\r\nContent-Type: multipart/alternative; boundary=B2\r\n\r\n"
+    b"From: inner@example.com\r\nSubject: inner\r\n"
+    b"Content-Type: multipart/alternative; boundary=B2\r\n\r\n"
     b"--B2\r\nContent-Type: text/plain\r\n\r\ninner text\r\n"
     b"--B2\r\nContent-Type: text/html\r\n\r\n<p>inner</p>\r\n--B2--\r\n"
     b"--B1--\r\n"
@@ -229,13 +237,30 @@ def test_fetch_sections_nested() -> None:
 def test_search_keys() -> None:
     c = Client().login()
     box = c.store.mailbox(A)
+    date = b"Date: Mon, 2 Mar 2020 10:00:00 +0000\r\n"
     msgs = [
-        (b"From: Ann <ann@example.com>\r\nTo: x@y\r\nSubject: Invoice 42\r\nDate: Mon, 2 Mar 2020 10:00:00 +0000\r\nX-Tag: red\r\n\r\nPlease pay.\r\n", ("\\Seen",)),
-        (b"From: Bob <bob@example.com>\r\nSubject: =?utf-8?q?Gr=C3=BC=C3=9Fe?=\r\nDate: Tue, 3 Mar 2020 10:00:00 +0000\r\n\r\nHallo Welt\r\n", ("\\Flagged", "$Work")),
-        (b"From: ann@example.com\r\nCc: Carl <carl@example.com>\r\nSubject: big\r\n\r\n" + b"z" * 5000 + b"\r\n", ("\\Deleted",)),
-    ]  # fmt: skip
+        (
+            b"From: Ann <ann@example.com>\r\nTo: x@y\r\nSubject: Invoice 42\r\n"
+            + date
+            + b"X-Tag: red\r\n\r\nPlease pay.\r\n",
+            ("\\Seen",),
+        ),
+        (
+            b"From: Bob <bob@example.com>\r\nSubject: =?utf-8?q?Gr=C3=BC=C3=9Fe?=\r\n"
+            + date.replace(b"Mon, 2", b"Tue, 3")
+            + b"\r\nHallo Welt\r\n",
+            ("\\Flagged", "$Work"),
+        ),
+        (
+            b"From: ann@example.com\r\nCc: Carl <carl@example.com>\r\nSubject: big\r\n\r\n"
+            + b"z" * 5000
+            + b"\r\n",
+            ("\\Deleted",),
+        ),
+    ]
     for data, flags in msgs:
-        run(box.append("INBOX", data, flags, internaldate=1583150000.0 + len(data), internaldate_tz=0))
+        when = 1583150000.0 + len(data)
+        run(box.append("INBOX", data, flags, internaldate=when, internaldate_tz=0))
     c.select()
 
     def search(criteria: str) -> list[int]:
@@ -294,8 +319,14 @@ def test_search_keys() -> None:
 def test_copy_move_append_codes() -> None:
     store = MemoryMailStore(quota_lookup=lambda a: 2000)
     c = Client(store).login()
-    out = c.cmd(b'a APPEND INBOX (\\Seen) "01-Feb-2024 10:20:30 +0100" {%d}\r\n' % len(SIMPLE) + SIMPLE)
-    assert out.startswith(b"+ Ready") and b"a OK [APPENDUID " in out and out.endswith(b" 1] APPEND completed\r\n")
+    out = c.cmd(
+        b'a APPEND INBOX (\\Seen) "01-Feb-2024 10:20:30 +0100" {%d}\r\n' % len(SIMPLE) + SIMPLE
+    )
+    assert (
+        out.startswith(b"+ Ready")
+        and b"a OK [APPENDUID " in out
+        and out.endswith(b" 1] APPEND completed\r\n")
+    )
     out = c.cmd(b"b APPEND Nope {%d+}\r\n" % len(SIMPLE) + SIMPLE)
     assert out == b"b NO [TRYCREATE] No such mailbox\r\n"
     big = b"Subject: x\r\n\r\n" + b"y" * 3000
@@ -334,7 +365,7 @@ def test_mailbox_names_mutf7_and_utf8() -> None:
     assert c.cmd("c CREATE Entw\xfcrfe".encode("latin-1")).startswith(b"c BAD")
     c.cmd("d ENABLE UTF8=ACCEPT")
     assert '"/" "Entwürfe"\r\n'.encode() in c.cmd('e LIST "" Entw*')
-    assert "f OK".encode() in c.cmd('f SELECT "Entwürfe"'.encode())
+    assert b"f OK" in c.cmd('f SELECT "Entwürfe"'.encode())
 
 
 def test_list_variants() -> None:

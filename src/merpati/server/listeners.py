@@ -92,6 +92,8 @@ class Acceptor:
         )
         active = app.metrics.gauge("merpati_connections_active", "Open connections", ["listener"])
 
+        loop = asyncio.get_running_loop()
+
         async def on_connect(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
             peer = writer.get_extra_info("peername") or ("?", 0)
             local = writer.get_extra_info("sockname") or ("?", 0)
@@ -129,6 +131,7 @@ class Acceptor:
             self.per_ip[ip] += 1
             connections.labels(name).inc()
             active.labels(name).inc()
+            started = loop.time()
             try:
                 await spec.handler(conn)
             except asyncio.CancelledError:
@@ -138,6 +141,14 @@ class Acceptor:
                     "connection.error", listener=name, peer=ip, id=conn.id, error=type(exc).__name__
                 )
             finally:
+                app.log.event(
+                    "connection.closed",
+                    listener=name,
+                    peer=ip,
+                    id=conn.id,
+                    tls=conn.tls_version,
+                    seconds=f"{loop.time() - started:.3f}",
+                )
                 active.labels(name).dec()
                 self.per_ip[ip] -= 1
                 if self.per_ip[ip] <= 0:

@@ -50,7 +50,10 @@ LISTENER_FACTORIES: dict[str, str] = {
 }
 
 # "module:factory" of background services, started in order before the listeners accept.
-SERVICE_FACTORIES: tuple[str, ...] = ("merpati.queue.service:start_queue_service",)
+SERVICE_FACTORIES: tuple[str, ...] = (
+    "merpati.trust.hooks:start_trust",  # installs the DKIM signer before the queue runs
+    "merpati.queue.service:start_queue_service",
+)
 
 
 def resolve(path: str) -> Callable[..., object] | None:

@@ -1,0 +1,673 @@
+"""One account's Maildir++ and index, seen from worker threads: every read and write of the
+embedded backend except appends (``commit``) is a method here.
+
+Invariants: all methods are blocking and run in a worker thread, never on the event loop.
+Writes hold ``wlock`` and run in ``BEGIN IMMEDIATE`` transactions on the writer connection;
+files are placed (link/rename) inside that transaction and directories are fsynced before
+COMMIT, so another process never sees a file whose metadata is not committed, and a crash
+leaves at worst an extra file that the next sync picks up (never a lost one). Files are
+unlinked only after the COMMIT that expunged them. Reads use a second connection (WAL lets
+them run beside a writer) under ``rlock``.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import sqlite3
+import threading
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from merpati.mailstore.api import (
+    SEPARATOR,
+    Changes,
+    FolderExists,
+    FolderInfo,
+    FolderNotEmpty,
+    InvalidName,
+    MessageInfo,
+    NoSuchFolder,
+    NoSuchMessage,
+    QuotaExceeded,
+)
+from merpati.mailstore.embedded.index import connect, open_index, transaction
+from merpati.mailstore.embedded.layout import (
+    INDEX_NAME,
+    filename,
+    folder_dirname,
+    fsync_dir,
+    make_maildir,
+    new_basename,
+    parse_filename,
+)
+from merpati.mailstore.embedded.sync import (
+    FOLDER_COLUMNS,
+    FolderRow,
+    build,
+    clean_tmp,
+    dir_mtimes,
+    folder_row,
+    next_uidvalidity,
+    sync_folder,
+)
+from merpati.mailstore.names import apply_flags, is_under, parents
+from merpati.mime import serial
+from merpati.mime.scan import scan
+from merpati.mime.structure import MessageStructure
+
+_MSG_COLUMNS = "uid, modseq, flags, internaldate, tz, size, uidl"
+
+
+@dataclass(slots=True)
+class _Cache:
+    """The folder's messages as of ``modseq`` (UID order == insertion order)."""
+
+    uidvalidity: int
+    modseq: int
+    infos: dict[int, MessageInfo] = field(default_factory=dict)
+
+
+class Account:
+    def __init__(self, account: str, root: Path) -> None:
+        self.account = account
+        self.root = root
+        self.wlock = threading.Lock()
+        self.rlock = threading.Lock()
+        self._w: sqlite3.Connection | None = None
+        self._r: sqlite3.Connection | None = None
+        self._cache: dict[int, _Cache] = {}
+        self._flagsets: dict[str, frozenset[str]] = {}
+        self._data_version = -1
+
+    # -- opening ------------------------------------------------------------------------------
+    def open(self) -> None:
+        make_maildir(self.root)
+        with self.wlock:
+            self._w = open_index(self.root / INDEX_NAME)
+            clean_tmp(self.root)
+            with transaction(self._w):
+                build(self._w, self.root)
+            if self._missing_dirs():
+                self._rebuild()
+        self._r = connect(self.root / INDEX_NAME)
+
+    def _missing_dirs(self) -> bool:
+        w = self._writer()
+        return any(
+            not (self.root / d / "cur").is_dir()
+            for (d,) in w.execute("SELECT dirname FROM folders")
+        )
+
+    def _rebuild(self) -> None:
+        """Throw the index away and read the Maildir again (new UIDVALIDITYs)."""
+        w = self._writer()
+        with transaction(w):
+            for table in ("folders", "messages", "structures", "expunged"):
+                w.execute(f"DELETE FROM {table}")
+            w.execute("DELETE FROM meta WHERE key = 'built'")
+            build(w, self.root)
+        self._cache.clear()
+
+    def close(self) -> None:
+        with self.wlock, self.rlock:
+            for conn in (self._w, self._r):
+                if conn is not None:
+                    conn.close()
+            self._w = self._r = None
+
+    def _writer(self) -> sqlite3.Connection:
+        assert self._w is not None, "account not open"
+        return self._w
+
+    def _reader(self) -> sqlite3.Connection:
+        assert self._r is not None, "account not open"
+        return self._r
+
+    # -- folders --------------------------------------------------------------------------------
+    def _row(self, conn: sqlite3.Connection, name: str) -> FolderRow:
+        row = folder_row(conn, name)
+        if row is None:
+            raise NoSuchFolder(f"no folder named {name}")
+        return row
+
+    def fresh_row(self, name: str) -> FolderRow:
+        """The folder's row after picking up changes other programs made to its directory."""
+        with self.rlock:
+            row = self._row(self._reader(), name)
+        if dir_mtimes(self.root / row.dirname) != (row.new_mtime, row.cur_mtime):
+            with self.wlock:
+                w = self._writer()
+                with transaction(w):
+                    row = self._row(w, name)
+                    if dir_mtimes(self.root / row.dirname) != (row.new_mtime, row.cur_mtime):
+                        self._adjust_used(w, sync_folder(w, self.root, row))
+                        row = self._row(w, name)
+        return row
+
+    def _info(self, conn: sqlite3.Connection, row: FolderRow) -> FolderInfo:
+        count, unseen, recent, size = conn.execute(
+            "SELECT count(*), total(seen = 0), total(recent), total(size) FROM messages"
+            " WHERE folder = ?",
+            (row.id,),
+        ).fetchone()
+        return FolderInfo(
+            name=row.name,
+            uidvalidity=row.uidvalidity,
+            uidnext=row.uidnext,
+            highestmodseq=row.highestmodseq,
+            messages=count,
+            unseen=int(unseen),
+            recent=int(recent),
+            size=int(size),
+            special_use=row.special_use,
+            subscribed=row.subscribed,
+        )
+
+    def folder(self, name: str) -> FolderInfo:
+        self.fresh_row(name)
+        with self.rlock:
+            r = self._reader()
+            r.execute("BEGIN")
+            try:
+                return self._info(r, self._row(r, name))
+            finally:
+                r.execute("COMMIT")
+
+    def folders(self) -> list[FolderInfo]:
+        with self.rlock:
+            names = [n for (n,) in self._reader().execute("SELECT name FROM folders")]
+        for name in names:
+            try:
+                self.fresh_row(name)
+            except NoSuchFolder:
+                continue
+        with self.rlock:
+            r = self._reader()
+            r.execute("BEGIN")
+            try:
+                rows = [
+                    FolderRow(*x)
+                    for x in r.execute(f"SELECT {FOLDER_COLUMNS} FROM folders ORDER BY name")
+                ]
+                return [self._info(r, row) for row in rows]
+            finally:
+                r.execute("COMMIT")
+
+    def _insert_folder(self, w: sqlite3.Connection, name: str, special: str | None) -> None:
+        dirname = folder_dirname(name)
+        make_maildir(self.root / dirname)
+        (self.root / dirname / "maildirfolder").touch()  # Maildir++ marks subfolders so
+        new_mtime, cur_mtime = dir_mtimes(self.root / dirname)
+        w.execute(
+            "INSERT INTO folders (name, dirname, uidvalidity, special_use, new_mtime, cur_mtime)"
+            " VALUES (?, ?, ?, ?, ?, ?)",
+            (name, dirname, next_uidvalidity(self.root), special, new_mtime, cur_mtime),
+        )
+
+    def create_folder(self, name: str, special_use: str | None) -> None:
+        with self.wlock:
+            w = self._writer()
+            with transaction(w):
+                if folder_row(w, name) is not None:
+                    raise FolderExists(f"folder {name} already exists")
+                for parent in parents(name):
+                    if folder_row(w, parent) is None:
+                        self._insert_folder(w, parent, None)
+                self._insert_folder(w, name, special_use)
+            fsync_dir(self.root)
+
+    def delete_folder(self, name: str) -> None:
+        if name == "INBOX":
+            raise InvalidName("INBOX cannot be deleted")
+        with self.wlock:
+            w = self._writer()
+            with transaction(w):
+                row = self._row(w, name)
+                child = w.execute(
+                    "SELECT 1 FROM folders WHERE substr(name, 1, ?) = ? LIMIT 1",
+                    (len(name) + 1, name + SEPARATOR),
+                ).fetchone()
+                if child:
+                    raise FolderNotEmpty(f"folder {name} has subfolders")
+                size = w.execute(
+                    "SELECT total(size) FROM messages WHERE folder = ?", (row.id,)
+                ).fetchone()[0]
+                for table in ("messages", "structures", "expunged"):
+                    w.execute(f"DELETE FROM {table} WHERE folder = ?", (row.id,))
+                w.execute("DELETE FROM folders WHERE id = ?", (row.id,))
+                self._adjust_used(w, -int(size))
+                trash = self.root / "tmp" / f"deleted-{new_basename()}"
+                os.rename(self.root / row.dirname, trash)
+                fsync_dir(self.root)
+            self._cache.pop(row.id, None)
+        shutil.rmtree(trash, ignore_errors=True)
+
+    def rename_folder(self, old: str, new: str) -> None:
+        with self.wlock:
+            w = self._writer()
+            if old == "INBOX":
+                self._rename_inbox(w, new)
+                return
+            moved: list[tuple[Path, Path]] = []
+            try:
+                with transaction(w):
+                    self._row(w, old)
+                    if folder_row(w, new) is not None:
+                        raise FolderExists(f"folder {new} already exists")
+                    for parent in parents(new):
+                        if folder_row(w, parent) is None:
+                            self._insert_folder(w, parent, None)
+                    rows = [
+                        FolderRow(*x)
+                        for x in w.execute(f"SELECT {FOLDER_COLUMNS} FROM folders")
+                        if x[1] == old or is_under(x[1], old)
+                    ]
+                    for row in rows:
+                        name = new + row.name[len(old) :]
+                        dirname = folder_dirname(name)
+                        src, dst = self.root / row.dirname, self.root / dirname
+                        if dst.exists():
+                            raise FolderExists(f"folder {name} already exists on disk")
+                        os.rename(src, dst)
+                        moved.append((src, dst))
+                        w.execute(
+                            "UPDATE folders SET name = ?, dirname = ? WHERE id = ?",
+                            (name, dirname, row.id),
+                        )
+                    fsync_dir(self.root)
+            except BaseException:
+                for src, dst in reversed(moved):
+                    os.rename(dst, src)
+                raise
+
+    def _rename_inbox(self, w: sqlite3.Connection, new: str) -> None:
+        # rfc3501:6.3.5 renaming INBOX moves its messages to the new folder; INBOX stays.
+        with transaction(w):
+            if folder_row(w, new) is not None:
+                raise FolderExists(f"folder {new} already exists")
+            for parent in parents(new):
+                if folder_row(w, parent) is None:
+                    self._insert_folder(w, parent, None)
+            self._insert_folder(w, new, None)
+            inbox = self._row(w, "INBOX")
+            uids = [
+                u for (u,) in w.execute("SELECT uid FROM messages WHERE folder = ?", (inbox.id,))
+            ]
+            self._transfer(w, inbox, uids, self._row(w, new), move=True)
+
+    def subscribe(self, name: str, subscribed: bool) -> None:
+        with self.wlock:
+            w = self._writer()
+            with transaction(w):
+                row = self._row(w, name)
+                w.execute("UPDATE folders SET subscribed = ? WHERE id = ?", (subscribed, row.id))
+
+    # -- reading messages -----------------------------------------------------------------------
+    def _flags(self, text: str) -> frozenset[str]:
+        fs = self._flagsets.get(text)
+        if fs is None:
+            fs = self._flagsets[text] = frozenset(text.split())
+        return fs
+
+    def _info_of(self, row: tuple[int, int, str, float, int, int, str]) -> MessageInfo:
+        uid, modseq, flags, date, tz, size, uidl = row
+        return MessageInfo(uid, modseq, self._flags(flags), date, tz, size, uidl)
+
+    def messages(self, name: str) -> list[MessageInfo]:
+        self.fresh_row(name)
+        with self.rlock:
+            r = self._reader()
+            r.execute("BEGIN")
+            try:
+                row = self._row(r, name)
+                cache = self._cache.get(row.id)
+                if cache is None or cache.uidvalidity != row.uidvalidity:
+                    cache = _Cache(row.uidvalidity, row.highestmodseq)
+                    cache.infos = {
+                        x[0]: self._info_of(x)
+                        for x in r.execute(
+                            f"SELECT {_MSG_COLUMNS} FROM messages WHERE folder = ? ORDER BY uid",
+                            (row.id,),
+                        )
+                    }
+                    self._cache[row.id] = cache
+                elif cache.modseq != row.highestmodseq:
+                    last = next(reversed(cache.infos), 0)
+                    unordered = False
+                    for (uid,) in r.execute(
+                        "SELECT uid FROM expunged WHERE folder = ? AND modseq > ?",
+                        (row.id, cache.modseq),
+                    ):
+                        cache.infos.pop(uid, None)
+                    for x in r.execute(
+                        f"SELECT {_MSG_COLUMNS} FROM messages WHERE folder = ? AND modseq > ?"
+                        " ORDER BY uid",
+                        (row.id, cache.modseq),
+                    ):
+                        unordered |= x[0] < last and x[0] not in cache.infos
+                        cache.infos[x[0]] = self._info_of(x)
+                    if unordered:
+                        cache.infos = dict(sorted(cache.infos.items()))
+                    cache.modseq = row.highestmodseq
+                return list(cache.infos.values())
+            finally:
+                r.execute("COMMIT")
+
+    def changes_since(self, name: str, modseq: int) -> Changes:
+        self.fresh_row(name)
+        with self.rlock:
+            r = self._reader()
+            r.execute("BEGIN")
+            try:
+                row = self._row(r, name)
+                changed = tuple(
+                    self._info_of(x)
+                    for x in r.execute(
+                        f"SELECT {_MSG_COLUMNS} FROM messages WHERE folder = ? AND modseq > ?"
+                        " ORDER BY uid",
+                        (row.id, modseq),
+                    )
+                )
+                expunged = tuple(
+                    u
+                    for (u,) in r.execute(
+                        "SELECT uid FROM expunged WHERE folder = ? AND modseq > ? ORDER BY uid",
+                        (row.id, modseq),
+                    )
+                )
+                return Changes(row.highestmodseq, changed, expunged)
+            finally:
+                r.execute("COMMIT")
+
+    def highestmodseq(self, name: str) -> int:
+        return self.fresh_row(name).highestmodseq
+
+    def _path(self, name: str, uid: int) -> tuple[FolderRow, str, str]:
+        with self.rlock:
+            r = self._reader()
+            row = self._row(r, name)
+            found = r.execute(
+                "SELECT path, uidl FROM messages WHERE folder = ? AND uid = ?", (row.id, uid)
+            ).fetchone()
+        if found is None:
+            raise NoSuchMessage(f"no message with UID {uid}")
+        return row, found[0], found[1]
+
+    def read(self, name: str, uid: int) -> bytes:
+        row, path, uidl = self._path(name, uid)
+        try:
+            return (self.root / row.dirname / path).read_bytes()
+        except FileNotFoundError:
+            pass
+        # Renamed by another process or program since we looked: find it by its unique base.
+        for sub in ("cur", "new"):
+            for entry in os.scandir(self.root / row.dirname / sub):
+                if parse_filename(entry.name)[0] == uidl:
+                    try:
+                        return Path(entry.path).read_bytes()
+                    except FileNotFoundError:
+                        continue
+        raise NoSuchMessage(f"message with UID {uid} is gone")
+
+    def structure(self, name: str, uid: int) -> MessageStructure:
+        with self.rlock:
+            r = self._reader()
+            row = self._row(r, name)
+            found = r.execute(
+                "SELECT data FROM structures WHERE folder = ? AND uid = ?", (row.id, uid)
+            ).fetchone()
+        if found is not None:
+            try:
+                return serial.loads(found[0])
+            except ValueError:
+                pass
+        structure = scan(self.read(name, uid))
+        with self.wlock:
+            w = self._writer()
+            with transaction(w):
+                w.execute(
+                    "INSERT OR REPLACE INTO structures (folder, uid, data) VALUES (?, ?, ?)",
+                    (row.id, uid, serial.dumps(structure)),
+                )
+        return structure
+
+    def used(self) -> int:
+        with self.rlock:
+            return int(
+                self._reader().execute("SELECT value FROM meta WHERE key = 'used'").fetchone()[0]
+            )
+
+    def data_version(self) -> int:
+        with self.rlock:
+            return int(self._reader().execute("PRAGMA data_version").fetchone()[0])
+
+    # -- changing messages ----------------------------------------------------------------------
+    def _adjust_used(self, w: sqlite3.Connection, delta: int) -> None:
+        if delta:
+            w.execute("UPDATE meta SET value = value + ? WHERE key = 'used'", (delta,))
+
+    def _finish(self, w: sqlite3.Connection, row: FolderRow, uidnext: int, modseq: int) -> None:
+        new_mtime, cur_mtime = dir_mtimes(self.root / row.dirname)
+        w.execute(
+            "UPDATE folders SET uidnext = ?, highestmodseq = ?, new_mtime = ?, cur_mtime = ?"
+            " WHERE id = ?",
+            (uidnext, modseq, new_mtime, cur_mtime, row.id),
+        )
+
+    def store_flags(
+        self,
+        name: str,
+        uids: Sequence[int],
+        mode: str,
+        flags: frozenset[str],
+        unchanged_since: int | None,
+    ) -> tuple[list[MessageInfo], list[int]]:
+        changed: list[MessageInfo] = []
+        refused: list[int] = []
+        renames: list[tuple[Path, Path]] = []
+        wanted = sorted(set(uids))
+        self.fresh_row(name)
+        with self.wlock:
+            w = self._writer()
+            try:
+                with transaction(w):
+                    row = self._row(w, name)
+                    modseq = row.highestmodseq
+                    folder_dir = self.root / row.dirname
+                    for i in range(0, len(wanted), 500):
+                        chunk = wanted[i : i + 500]
+                        marks = ",".join("?" * len(chunk))
+                        rows = w.execute(
+                            f"SELECT uid, modseq, flags, internaldate, tz, size, uidl, path"
+                            f" FROM messages WHERE folder = ? AND uid IN ({marks}) ORDER BY uid",
+                            (row.id, *chunk),
+                        ).fetchall()
+                        for uid, mseq, ftext, date, tz, size, uidl, path in rows:
+                            if unchanged_since is not None and mseq > unchanged_since:
+                                refused.append(uid)  # rfc7162:3.2 UNCHANGEDSINCE
+                                continue
+                            old = self._flags(ftext)
+                            new = apply_flags(old, mode, flags)
+                            if new == old:
+                                continue
+                            modseq += 1
+                            new_path = "cur/" + filename(uidl, size, new)
+                            if new_path != path:
+                                src, dst = folder_dir / path, folder_dir / new_path
+                                os.rename(src, dst)
+                                renames.append((src, dst))
+                            text = " ".join(sorted(new))
+                            w.execute(
+                                "UPDATE messages SET flags = ?, seen = ?, recent = 0,"
+                                " modseq = ?, path = ? WHERE folder = ? AND uid = ?",
+                                (text, "\\Seen" in new, modseq, new_path, row.id, uid),
+                            )
+                            changed.append(
+                                MessageInfo(uid, modseq, self._flags(text), date, tz, size, uidl)
+                            )
+                    if changed:
+                        self._finish(w, row, row.uidnext, modseq)
+            except BaseException:
+                for src, dst in reversed(renames):
+                    try:
+                        os.rename(dst, src)
+                    except OSError:
+                        pass
+                raise
+        return changed, refused
+
+    def expunge(self, name: str, uids: Sequence[int] | None) -> list[int]:
+        self.fresh_row(name)
+        with self.wlock:
+            w = self._writer()
+            with transaction(w):
+                row = self._row(w, name)
+                rows = w.execute(
+                    "SELECT uid, uidl, path, size FROM messages WHERE folder = ? AND"
+                    " (' ' || flags || ' ') LIKE '% \\Deleted %' ORDER BY uid",
+                    (row.id,),
+                ).fetchall()
+                if uids is not None:
+                    allowed = set(uids)
+                    rows = [x for x in rows if x[0] in allowed]
+                modseq = row.highestmodseq
+                for uid, uidl, _, _ in rows:
+                    modseq += 1
+                    self._drop(w, row, uid, uidl, modseq)
+                self._adjust_used(w, -sum(x[3] for x in rows))
+                if rows:
+                    self._finish(w, row, row.uidnext, modseq)
+            for _, _, path, _ in rows:  # after COMMIT: a crash leaves files the sync removes
+                (self.root / row.dirname / path).unlink(missing_ok=True)
+            if rows:
+                os.utime(self.root / row.dirname / "cur")
+        return [x[0] for x in rows]
+
+    def _drop(
+        self, w: sqlite3.Connection, row: FolderRow, uid: int, uidl: str, modseq: int
+    ) -> None:
+        w.execute("DELETE FROM messages WHERE folder = ? AND uid = ?", (row.id, uid))
+        w.execute("DELETE FROM structures WHERE folder = ? AND uid = ?", (row.id, uid))
+        w.execute(
+            "INSERT INTO expunged (folder, uid, modseq, uidl) VALUES (?, ?, ?, ?)",
+            (row.id, uid, modseq, uidl),
+        )
+
+    def transfer(
+        self, src: str, uids: Sequence[int], dst: str, move: bool, limit: int | None
+    ) -> tuple[int, list[tuple[int, int]]]:
+        """COPY or MOVE; returns (destination UIDVALIDITY, [(old UID, new UID)])."""
+        self.fresh_row(src)
+        self.fresh_row(dst)
+        with self.wlock:
+            w = self._writer()
+            with transaction(w):
+                source, target = self._row(w, src), self._row(w, dst)
+                if move and source.id == target.id:
+                    raise InvalidName("cannot move messages into the folder they are in")
+                if not move and limit is not None:
+                    extra = self._sum_sizes(w, source, uids)
+                    used = int(w.execute("SELECT value FROM meta WHERE key = 'used'").fetchone()[0])
+                    if used + extra > limit:
+                        raise QuotaExceeded("mailbox is full")
+                pairs = self._transfer(w, source, sorted(set(uids)), target, move)
+        return target.uidvalidity, pairs
+
+    def _sum_sizes(self, w: sqlite3.Connection, row: FolderRow, uids: Iterable[int]) -> int:
+        total = 0
+        wanted = sorted(set(uids))
+        for i in range(0, len(wanted), 500):
+            chunk = wanted[i : i + 500]
+            total += w.execute(
+                f"SELECT total(size) FROM messages WHERE folder = ? AND uid IN"
+                f" ({','.join('?' * len(chunk))})",
+                (row.id, *chunk),
+            ).fetchone()[0]
+        return int(total)
+
+    def _transfer(
+        self,
+        w: sqlite3.Connection,
+        source: FolderRow,
+        uids: Sequence[int],
+        target: FolderRow,
+        move: bool,
+    ) -> list[tuple[int, int]]:
+        """Inside a transaction: hard-link (copy) or rename (move) files into the target."""
+        pairs: list[tuple[int, int]] = []
+        placed: list[tuple[Path, Path, bool]] = []
+        src_dir, dst_dir = self.root / source.dirname, self.root / target.dirname
+        uidnext, dst_modseq, src_modseq = target.uidnext, target.highestmodseq, source.highestmodseq
+        added = 0
+        try:
+            for i in range(0, len(uids), 500):
+                chunk = list(uids[i : i + 500])
+                rows = w.execute(
+                    f"SELECT uid, flags, internaldate, tz, size, uidl, path FROM messages"
+                    f" WHERE folder = ? AND uid IN ({','.join('?' * len(chunk))}) ORDER BY uid",
+                    (source.id, *chunk),
+                ).fetchall()
+                for uid, ftext, date, tz, size, uidl, path in rows:
+                    flags = self._flags(ftext)
+                    base = new_basename()  # never reuse a base: tombstones name bases
+                    new_path = "cur/" + filename(base, size, flags)
+                    src_file, dst_file = src_dir / path, dst_dir / new_path
+                    if move:
+                        os.rename(src_file, dst_file)
+                    else:
+                        try:
+                            os.link(src_file, dst_file)
+                        except OSError:
+                            shutil.copyfile(src_file, dst_file)
+                    placed.append((src_file, dst_file, move))
+                    dst_modseq += 1
+                    w.execute(
+                        "INSERT INTO messages (folder, uid, modseq, flags, seen, recent,"
+                        " internaldate, tz, size, uidl, path)"
+                        " VALUES (?, ?, ?, ?, ?, 1, ?, ?, ?, ?, ?)",
+                        (
+                            target.id,
+                            uidnext,
+                            dst_modseq,
+                            ftext,
+                            "\\Seen" in flags,
+                            date,
+                            tz,
+                            size,
+                            base,
+                            new_path,
+                        ),
+                    )
+                    w.execute(
+                        "INSERT INTO structures (folder, uid, data) SELECT ?, ?, data FROM"
+                        " structures WHERE folder = ? AND uid = ?",
+                        (target.id, uidnext, source.id, uid),
+                    )
+                    if move:
+                        src_modseq += 1
+                        self._drop(w, source, uid, uidl, src_modseq)
+                    else:
+                        added += size
+                    pairs.append((uid, uidnext))
+                    uidnext += 1
+            if pairs:
+                fsync_dir(dst_dir / "cur")
+                if move:
+                    fsync_dir(src_dir / "new")
+                    fsync_dir(src_dir / "cur")
+                    self._finish(w, source, source.uidnext, src_modseq)
+                self._finish(w, target, uidnext, dst_modseq)
+                self._adjust_used(w, added)
+        except BaseException:
+            for src_file, dst_file, was_move in reversed(placed):
+                try:
+                    if was_move:
+                        os.rename(dst_file, src_file)
+                    else:
+                        os.unlink(dst_file)
+                except OSError:
+                    pass
+            raise
+        return pairs

@@ -1,0 +1,189 @@
+"""Durable appends with group commit.
+
+An append is prepared by its caller in a worker thread (content written to ``tmp/``, not yet
+fsynced; structure scanned) and handed to the ``GroupCommitter``. The committer runs one batch
+at a time in a worker thread: it fsyncs every pending file, then per account opens one
+``BEGIN IMMEDIATE`` transaction that checks quota, allocates UIDs, renames the files into
+``new/`` or ``cur/``, fsyncs each touched directory once and COMMITs once (synchronous=FULL).
+While a batch runs, new appends queue up and form the next batch, so N concurrent deliveries
+cost about one fsync round instead of N. With ``enabled=False`` every append commits alone
+(the baseline the benchmark compares against).
+
+Only after COMMIT does an append's future resolve: then the message survives a power cut.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import sqlite3
+from collections import defaultdict
+from concurrent.futures import Executor
+from dataclasses import dataclass
+from pathlib import Path
+
+from merpati.mailstore.api import AppendResult, MailStoreError, NoSuchFolder, QuotaExceeded
+from merpati.mailstore.embedded.account import Account
+from merpati.mailstore.embedded.index import transaction
+from merpati.mailstore.embedded.layout import filename, fsync_dir
+from merpati.mailstore.embedded.sync import FolderRow, dir_mtimes, folder_row
+
+
+@dataclass(slots=True)
+class AppendJob:
+    account: Account
+    folder: str
+    tmp: Path  # the file in the folder's tmp/
+    fd: int | None  # open descriptor to fsync (None: a hard link of another job's file)
+    base: str
+    size: int
+    flags: frozenset[str]
+    internaldate: float
+    tz: int
+    structure: bytes
+    limit: int | None  # quota in bytes, looked up when the job was prepared
+
+
+Outcome = AppendResult | MailStoreError
+
+
+def commit_batch(jobs: list[AppendJob]) -> list[Outcome]:
+    """Blocking: make every job durable and visible, or fail it. Runs in a worker thread."""
+    outcomes: dict[int, Outcome] = {}
+    for i, job in enumerate(jobs):
+        if job.fd is None:
+            continue
+        try:
+            os.fsync(job.fd)
+        except OSError:
+            outcomes[i] = MailStoreError("the message could not be written")
+        finally:
+            os.close(job.fd)
+            job.fd = None
+    by_account: dict[int, list[int]] = defaultdict(list)
+    for i, job in enumerate(jobs):
+        if i not in outcomes:
+            by_account[id(job.account)].append(i)
+    for indexes in by_account.values():
+        outcomes.update(_commit_account([(i, jobs[i]) for i in indexes]))
+    for i, job in enumerate(jobs):
+        if not isinstance(outcomes[i], AppendResult):
+            job.tmp.unlink(missing_ok=True)
+    return [outcomes[i] for i in range(len(jobs))]
+
+
+def _commit_account(jobs: list[tuple[int, AppendJob]]) -> dict[int, Outcome]:
+    account = jobs[0][1].account
+    outcomes: dict[int, Outcome] = {}
+    placed: list[tuple[Path, Path]] = []
+    with account.wlock:
+        w = account._writer()
+        try:
+            with transaction(w):
+                used = int(w.execute("SELECT value FROM meta WHERE key = 'used'").fetchone()[0])
+                state: dict[str, list[int]] = {}  # folder -> [id, uidvalidity, uidnext, modseq]
+                rows: dict[str, FolderRow] = {}
+                dirs: set[Path] = set()
+                for i, job in jobs:
+                    row = rows.get(job.folder) or folder_row(w, job.folder)
+                    if row is None:
+                        outcomes[i] = NoSuchFolder(f"no folder named {job.folder}")
+                        continue
+                    rows[job.folder] = row
+                    if job.limit is not None and used + job.size > job.limit:
+                        outcomes[i] = QuotaExceeded("mailbox is full")
+                        continue
+                    st = state.setdefault(
+                        job.folder, [row.id, row.uidvalidity, row.uidnext, row.highestmodseq]
+                    )
+                    uid, modseq = st[2], st[3] + 1
+                    st[2], st[3] = uid + 1, modseq
+                    rel = (
+                        "new/" + filename(job.base, job.size, None)
+                        if not job.flags
+                        else "cur/" + filename(job.base, job.size, job.flags)
+                    )
+                    final = account.root / row.dirname / rel
+                    os.rename(job.tmp, final)
+                    placed.append((job.tmp, final))
+                    dirs.add(final.parent)
+                    w.execute(
+                        "INSERT INTO messages (folder, uid, modseq, flags, seen, recent,"
+                        " internaldate, tz, size, uidl, path) VALUES (?,?,?,?,?,?,?,?,?,?,?)",
+                        (
+                            row.id,
+                            uid,
+                            modseq,
+                            " ".join(sorted(job.flags)),
+                            "\\Seen" in job.flags,
+                            not job.flags,
+                            job.internaldate,
+                            job.tz,
+                            job.size,
+                            job.base,
+                            rel,
+                        ),
+                    )
+                    w.execute(
+                        "INSERT INTO structures (folder, uid, data) VALUES (?, ?, ?)",
+                        (row.id, uid, job.structure),
+                    )
+                    used += job.size
+                    outcomes[i] = AppendResult(row.uidvalidity, uid, modseq)
+                for d in dirs:
+                    fsync_dir(d)
+                for name, (fid, _, uidnext, modseq) in state.items():
+                    new_mtime, cur_mtime = dir_mtimes(account.root / rows[name].dirname)
+                    w.execute(
+                        "UPDATE folders SET uidnext = ?, highestmodseq = ?, new_mtime = ?,"
+                        " cur_mtime = ? WHERE id = ?",
+                        (uidnext, modseq, new_mtime, cur_mtime, fid),
+                    )
+                w.execute("UPDATE meta SET value = ? WHERE key = 'used'", (used,))
+        except (OSError, sqlite3.Error):
+            for tmp, final in reversed(placed):
+                try:
+                    os.rename(final, tmp)
+                except OSError:
+                    pass
+            return {i: MailStoreError("the message could not be stored") for i, _ in jobs}
+    return outcomes
+
+
+class GroupCommitter:
+    """Queues prepared appends and commits them in batches (one batch in flight at a time)."""
+
+    def __init__(self, executor: Executor, enabled: bool = True) -> None:
+        self._executor = executor
+        self.enabled = enabled
+        self._pending: list[tuple[AppendJob, asyncio.Future[Outcome]]] = []
+        self._runner: asyncio.Task[None] | None = None
+
+    async def submit(self, jobs: list[AppendJob]) -> list[Outcome]:
+        """Commit ``jobs`` (in one batch with whatever else is pending); one outcome each."""
+        loop = asyncio.get_running_loop()
+        if not self.enabled:
+            return await loop.run_in_executor(self._executor, commit_batch, jobs)
+        futures = [loop.create_future() for _ in jobs]
+        self._pending.extend(zip(jobs, futures, strict=True))
+        if self._runner is None or self._runner.done():
+            self._runner = loop.create_task(self._run())
+        return list(await asyncio.gather(*futures))
+
+    async def _run(self) -> None:
+        loop = asyncio.get_running_loop()
+        while self._pending:
+            batch, self._pending = self._pending, []
+            try:
+                outcomes = await loop.run_in_executor(
+                    self._executor, commit_batch, [job for job, _ in batch]
+                )
+            except Exception:
+                outcomes = [MailStoreError("the message could not be stored")] * len(batch)
+            for (_, future), outcome in zip(batch, outcomes, strict=True):
+                if not future.done():
+                    future.set_result(outcome)
+
+    async def drain(self) -> None:
+        if self._runner is not None:
+            await asyncio.shield(self._runner)

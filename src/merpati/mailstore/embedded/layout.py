@@ -1,0 +1,209 @@
+"""Where things live on disk: account directories, Maildir++ folder directories, message file
+names with their ``:2,FLAGS`` info, and the fsync helpers every writer uses.
+
+Layout under ``<data_dir>/mail/``::
+
+    <domain>/<localpart>/            the account's Maildir++ root = INBOX (cur/ new/ tmp/)
+    <domain>/<localpart>/.Sent/      folder "Sent"
+    <domain>/<localpart>/.A.B/       folder "A/B" (our "/" separator is Maildir++'s ".")
+    <domain>/<localpart>/merpati-index.sqlite   the index (a cache of the Maildir)
+
+Folder levels are encoded as Dovecot does by default: modified UTF-7 (rfc3501:5.1.3) for
+non-ASCII, plus Dovecot's listescape form ``\\2e`` for a "." inside a level (and ``\\5c`` for a
+backslash) so it is not read as a hierarchy separator. Domain and local part directory names
+are escaped (``%XX``) wherever a character could be unsafe in a path.
+
+File names follow the Maildir spec: ``<secs>.M<usecs>P<pid>Q<n>R<rand>.<host>,S=<size>`` plus
+``:2,<flags>`` once the message is in ``cur/``. The part before the first "," or ":" is the
+message's permanent unique id (POP3 UIDL). No database access happens here.
+"""
+
+from __future__ import annotations
+
+import base64
+import itertools
+import os
+import re
+import secrets
+import socket
+import time
+from pathlib import Path
+
+INDEX_NAME = "merpati-index.sqlite"
+UIDVALIDITY_FILE = "merpati-uidvalidity"
+SUBDIRS = ("cur", "new", "tmp")
+
+# Maildir info letters for system flags, in the ASCII order the spec asks for.
+FLAG_LETTERS = {
+    "\\Draft": "D",
+    "\\Flagged": "F",
+    "\\Answered": "R",
+    "\\Seen": "S",
+    "\\Deleted": "T",
+}
+LETTER_FLAGS = {v: k for k, v in FLAG_LETTERS.items()}
+
+_HOST = re.sub(r"[/:,\\]", "_", socket.gethostname() or "localhost")
+_counter = itertools.count()
+_SAFE = re.compile(r"[A-Za-z0-9_+=\-]")
+
+
+def _escape_segment(text: str) -> str:
+    out = []
+    for i, ch in enumerate(text):
+        if _SAFE.fullmatch(ch) or (ch == "." and i > 0) or (ord(ch) > 127 and ch.isalnum()):
+            out.append(ch)
+        else:
+            out.extend(f"%{b:02X}" for b in ch.encode("utf-8"))
+    return "".join(out) or "%00"
+
+
+def account_dir(mail_root: Path, account: str) -> Path:
+    """``alice@example.org`` -> ``<mail_root>/example.org/alice``."""
+    local, _, domain = account.rpartition("@")
+    if not local:
+        local, domain = domain, "_nodomain"
+    return mail_root / _escape_segment(domain.lower()) / _escape_segment(local)
+
+
+# -- modified UTF-7 (rfc3501:5.1.3) --------------------------------------------------------
+def _mutf7_encode(text: str) -> str:
+    out: list[str] = []
+    pending: list[str] = []
+
+    def flush() -> None:
+        if pending:
+            raw = "".join(pending).encode("utf-16-be")
+            out.append(
+                "&" + base64.b64encode(raw).decode("ascii").rstrip("=").replace("/", ",") + "-"
+            )
+            pending.clear()
+
+    for ch in text:
+        if 0x20 <= ord(ch) <= 0x7E:
+            flush()
+            out.append("&-" if ch == "&" else ch)
+        else:
+            pending.append(ch)
+    flush()
+    return "".join(out)
+
+
+def _mutf7_decode(text: str) -> str:
+    def repl(m: re.Match[str]) -> str:
+        body = m.group(1)
+        if not body:
+            return "&"
+        b64 = body.replace(",", "/")
+        b64 += "=" * (-len(b64) % 4)
+        try:
+            return base64.b64decode(b64).decode("utf-16-be")
+        except ValueError:
+            return m.group(0)
+
+    return re.sub(r"&([A-Za-z0-9+,]*)-", repl, text)
+
+
+def folder_dirname(name: str) -> str:
+    """Folder name -> its Maildir++ directory name ("" for INBOX)."""
+    if name == "INBOX":
+        return ""
+    levels = []
+    for level in name.split("/"):
+        enc = _mutf7_encode(level.replace("\\", "\\5c").replace(".", "\\2e"))
+        levels.append(enc)
+    return "." + ".".join(levels)
+
+
+def folder_name(dirname: str) -> str | None:
+    """Maildir++ directory name -> folder name, or None if it is not a folder directory."""
+    if dirname == "":
+        return "INBOX"
+    if not dirname.startswith(".") or dirname in (".", ".."):
+        return None
+    levels = [
+        _mutf7_decode(level).replace("\\2e", ".").replace("\\5c", "\\")
+        for level in dirname[1:].split(".")
+    ]
+    if any(not level for level in levels):
+        return None
+    return "/".join(levels)
+
+
+# -- file names -------------------------------------------------------------------------------
+def new_basename() -> str:
+    now = time.time()
+    secs = int(now)
+    usecs = int((now - secs) * 1_000_000)
+    return f"{secs}.M{usecs}P{os.getpid()}Q{next(_counter)}R{secrets.token_hex(4)}.{_HOST}"
+
+
+def filename(base: str, size: int, flags: frozenset[str] | None) -> str:
+    """Name of the file: without info (in new/) when ``flags`` is None."""
+    name = f"{base},S={size}"
+    if flags is None:
+        return name
+    return name + ":2," + "".join(sorted(FLAG_LETTERS[f] for f in flags if f in FLAG_LETTERS))
+
+
+def parse_filename(name: str) -> tuple[str, frozenset[str]]:
+    """-> (unique base, system flags from the ``:2,`` info; Dovecot keyword letters ignored)."""
+    base = re.split(r"[,:]", name, maxsplit=1)[0]
+    info = name.rpartition(":2,")
+    flags = (
+        frozenset(LETTER_FLAGS[c] for c in info[2] if c in LETTER_FLAGS) if info[1] else frozenset()
+    )
+    return base, flags
+
+
+def size_from_filename(name: str) -> int | None:
+    m = re.search(r",S=(\d+)", name)
+    return int(m.group(1)) if m else None
+
+
+def tmp_owner_dead(name: str) -> bool:
+    """Whether a tmp/ file was left by a process of this host that no longer runs."""
+    m = re.match(r"\d+\.M\d+P(\d+)Q\d+R[0-9a-f]+\.([^,:]+)", name)
+    if not m or m.group(2) != _HOST:
+        return False
+    pid = int(m.group(1))
+    if pid == os.getpid():
+        return False
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return True
+    except PermissionError:
+        return False
+    return False
+
+
+# -- durability helpers -------------------------------------------------------------------------
+def fsync_dir(path: Path) -> None:
+    fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def make_maildir(path: Path) -> None:
+    for sub in SUBDIRS:
+        (path / sub).mkdir(parents=True, exist_ok=True)
+
+
+def write_file(path: Path, data: bytes, mtime: float | None) -> int:
+    """Write ``data`` to a new file (not yet fsynced); return the open descriptor."""
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    try:
+        view = memoryview(data)
+        while view:
+            written = os.write(fd, view)
+            view = view[written:]
+        if mtime is not None:
+            os.utime(fd, (mtime, mtime))
+    except BaseException:
+        os.close(fd)
+        path.unlink(missing_ok=True)
+        raise
+    return fd

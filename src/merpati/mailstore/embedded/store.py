@@ -1,0 +1,157 @@
+"""``EmbeddedMailStore``: Maildir++ content and per-account SQLite indexes under
+``<data_dir>/mail/`` (``merpati.mailstore.api.MailStore``).
+
+Accounts are opened lazily on first use (their Maildir and default folders created, orphaned
+tmp/ files removed, the index built or rebuilt from the Maildir when needed) and stay open
+until ``close``. One thread pool runs all blocking work; one group committer batches appends
+and deliveries of all accounts; one change feed serves every IDLE waiter. Safe to run in two
+processes on one data dir at once (SQLite locking decides the order of writers).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import shutil
+import time
+from collections.abc import Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+from merpati.mailstore.api import AppendResult, DeliveryTarget, MailStoreError
+from merpati.mailstore.embedded.account import Account
+from merpati.mailstore.embedded.commit import AppendJob, GroupCommitter
+from merpati.mailstore.embedded.feed import POLL_INTERVAL, ChangeFeed
+from merpati.mailstore.embedded.layout import account_dir, new_basename
+from merpati.mailstore.embedded.mailbox import (
+    EmbeddedMailbox,
+    _prepare,
+    link_job,
+    local_tz_minutes,
+)
+from merpati.mailstore.names import normalise_flags, normalise_folder
+from merpati.mime import serial
+from merpati.mime.scan import scan
+
+QuotaLookup = Callable[[str], "int | None"]
+WORKERS = 8  # threads for file and SQLite work (fsync waits, not CPU, is what they do)
+
+
+class EmbeddedMailStore:
+    def __init__(
+        self,
+        data_dir: Path,
+        quota_lookup: QuotaLookup | None = None,
+        *,
+        group_commit: bool = True,
+        workers: int = WORKERS,
+        poll_interval: float = POLL_INTERVAL,
+    ) -> None:
+        self.mail_root = Path(data_dir) / "mail"
+        self.quota_lookup: QuotaLookup = quota_lookup or (lambda account: None)
+        self.executor = ThreadPoolExecutor(workers, thread_name_prefix="mailstore")
+        self.committer = GroupCommitter(self.executor, enabled=group_commit)
+        self.feed = ChangeFeed(self.executor, poll_interval)
+        self._accounts: dict[str, Account] = {}
+        self._opening: dict[str, asyncio.Future[Account]] = {}
+        self._mailboxes: dict[str, EmbeddedMailbox] = {}
+
+    def mailbox(self, account: str) -> EmbeddedMailbox:
+        box = self._mailboxes.get(account)
+        if box is None:
+            box = self._mailboxes[account] = EmbeddedMailbox(self, account)
+        return box
+
+    async def open_account(self, account: str) -> Account:
+        acct = self._accounts.get(account)
+        if acct is not None:
+            return acct
+        pending = self._opening.get(account)
+        if pending is not None:
+            return await asyncio.shield(pending)
+        loop = asyncio.get_running_loop()
+        future: asyncio.Future[Account] = loop.create_future()
+        self._opening[account] = future
+        try:
+            acct = Account(account, account_dir(self.mail_root, account))
+            await loop.run_in_executor(self.executor, acct.open)
+            self._accounts[account] = acct
+            future.set_result(acct)
+            return acct
+        except BaseException as exc:
+            future.set_exception(exc)
+            future.exception()  # retrieved: no "never retrieved" warning when nobody waits
+            raise
+        finally:
+            del self._opening[account]
+
+    async def create_account(self, account: str) -> None:
+        await self.open_account(account)
+
+    async def remove_account(self, account: str) -> None:
+        loop = asyncio.get_running_loop()
+        acct = self._accounts.pop(account, None)
+        if acct is not None:
+            await loop.run_in_executor(self.executor, acct.close)
+        self.feed.notify(account)
+        root = account_dir(self.mail_root, account)
+        if root.exists():
+            trash = self.mail_root / f".removed-{new_basename()}"
+            os.rename(root, trash)
+            await loop.run_in_executor(self.executor, shutil.rmtree, trash, True)
+
+    async def deliver(
+        self, data: bytes, targets: Sequence[DeliveryTarget], internaldate: float | None = None
+    ) -> list[AppendResult | MailStoreError]:
+        """One copy of the content, hard-linked into every target; one group commit."""
+        loop = asyncio.get_running_loop()
+        date = time.time() if internaldate is None else internaldate
+        tz = local_tz_minutes(date)
+        results: list[AppendResult | MailStoreError | None] = [None] * len(targets)
+        jobs: list[tuple[int, AppendJob]] = []
+        structure = await loop.run_in_executor(self.executor, lambda: serial.dumps(scan(data)))
+        first: AppendJob | None = None
+        for i, target in enumerate(targets):
+            try:
+                folder = normalise_folder(target.folder)
+                acct = await self.open_account(target.account)
+                limit = self.quota_lookup(target.account)
+                flags = normalise_flags(target.flags)
+                if first is None:
+                    job = await loop.run_in_executor(
+                        self.executor,
+                        _prepare,
+                        acct,
+                        folder,
+                        data,
+                        flags,
+                        date,
+                        tz,
+                        limit,
+                        structure,
+                    )
+                    first = job
+                else:
+                    job = await loop.run_in_executor(
+                        self.executor, link_job, acct, folder, first, flags, limit
+                    )
+                jobs.append((i, job))
+            except MailStoreError as exc:
+                results[i] = exc
+            except OSError:
+                results[i] = MailStoreError("the message could not be stored")
+        if jobs:
+            outcomes = await self.committer.submit([job for _, job in jobs])
+            for (i, job), outcome in zip(jobs, outcomes, strict=True):
+                results[i] = outcome
+                if isinstance(outcome, AppendResult):
+                    self.feed.notify(job.account.account, job.folder)
+        return [r if r is not None else MailStoreError("not stored") for r in results]
+
+    async def close(self) -> None:
+        await self.committer.drain()
+        loop = asyncio.get_running_loop()
+        for acct in list(self._accounts.values()):
+            await loop.run_in_executor(self.executor, acct.close)
+        self._accounts.clear()
+        self.executor.shutdown(wait=True)

@@ -1,0 +1,277 @@
+"""POP3 transport: runs ``Pop3Session`` over a ``Connection`` for the pop3 and pop3s listeners.
+
+Does: feed bytes to the sans-I/O session and carry out its actions (password checks through
+the shared throttle, the maildrop lock and INBOX snapshot, reading messages, \\Seen after RETR,
+STLS, the UPDATE-state expunge), the idle timeout, and logging.
+Does not: parse or format anything itself (``session``/``replies`` do).
+
+Invariants:
+- Nothing is deleted unless the client sent QUIT in the TRANSACTION state; a dropped or
+  timed-out connection leaves the INBOX as it was (apart from \\Seen set by RETR).
+- The maildrop lock is held from login to the end of the session, and always released.
+- Exception text never reaches the client; an internal failure ends the session with
+  ``-ERR [SYS/TEMP]``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import ssl
+import weakref
+from typing import TYPE_CHECKING
+
+from merpati.mailstore.api import FlagMode, Mailbox, MailStoreError, NoSuchMessage
+from merpati.pop3.lock import MaildropLock, MaildropLocks
+from merpati.pop3.replies import RespCode, err
+from merpati.pop3.session import (
+    NEED_DATA,
+    Close,
+    Commit,
+    FetchMessage,
+    MarkSeen,
+    OpenMaildrop,
+    Pop3Session,
+    Send,
+    StartTLS,
+    Verify,
+)
+from merpati.server.connection import Connection
+from merpati.server.registry import ListenerSpec
+
+if TYPE_CHECKING:
+    from merpati.app import App
+
+__all__ = ["BUSY_REPLY", "pop3_listener", "pop3s_listener", "serve_pop3"]
+
+BUSY_REPLY = b"-ERR [SYS/TEMP] too many connections\r\n"
+INBOX = "INBOX"
+READ_SIZE = 64 * 1024
+# Replies are gathered and written together; past this many bytes they are written at once.
+WRITE_HIGH_WATER = 256 * 1024
+
+_LOCKS: weakref.WeakKeyDictionary[App, MaildropLocks] = weakref.WeakKeyDictionary()
+
+
+def _locks(app: App) -> MaildropLocks:
+    locks = _LOCKS.get(app)
+    if locks is None:
+        locks = MaildropLocks(app.config.data_dir / "pop3-locks")
+        _LOCKS[app] = locks
+    return locks
+
+
+def pop3_listener(app: App) -> ListenerSpec:
+    """Port 110 (2110 by default): plaintext with STLS, credentials only after it."""
+
+    async def handler(conn: Connection) -> None:
+        await serve_pop3(app, conn)
+
+    return ListenerSpec(handler=handler, tls="starttls", busy_reply=BUSY_REPLY)
+
+
+def pop3s_listener(app: App) -> ListenerSpec:
+    """Port 995 (2995 by default): implicit TLS (rfc8314:3.3)."""
+
+    async def handler(conn: Connection) -> None:
+        await serve_pop3(app, conn)
+
+    return ListenerSpec(handler=handler, tls="implicit", busy_reply=BUSY_REPLY)
+
+
+class _Run:
+    """The transport's side of one session: the store handles and the lock."""
+
+    def __init__(self, app: App, conn: Connection) -> None:
+        self.app = app
+        self.conn = conn
+        self.lock: MaildropLock | None = None
+        self.mailbox: Mailbox | None = None
+        self.account: str | None = None
+        self.retrieved = 0
+        self.deleted = 0
+        self.out: list[bytes] = []
+        self.out_size = 0
+        self.seen: list[int] = []
+
+    def box(self) -> Mailbox:
+        if self.mailbox is None:
+            raise RuntimeError("no maildrop open")
+        return self.mailbox
+
+    async def open(self, session: Pop3Session, account: str) -> None:
+        try:
+            lock = _locks(self.app).acquire(account)
+        except OSError:
+            session.maildrop_failed()
+            return
+        if lock is None:
+            session.maildrop_in_use()
+            return
+        try:
+            mailbox = self.app.mailstore.mailbox(account)
+            messages = await mailbox.messages(INBOX)
+        except MailStoreError:
+            lock.release()
+            session.maildrop_failed()
+            return
+        except BaseException:
+            lock.release()
+            raise
+        self.lock, self.mailbox, self.account = lock, mailbox, account
+        session.maildrop_opened(account, messages)
+
+    async def fetch(self, session: Pop3Session, uid: int) -> None:
+        try:
+            data: bytes | None = await self.box().read(INBOX, uid)
+        except NoSuchMessage:
+            data = None
+        session.message_fetched(data)
+        if data is not None:
+            self.retrieved += 1
+
+    def send(self, data: bytes) -> bool:
+        """Queue reply bytes; True when enough is queued to be worth a write now."""
+        self.out.append(data)
+        self.out_size += len(data)
+        return self.out_size >= WRITE_HIGH_WATER
+
+    async def flush(self) -> None:
+        """Write the queued replies in one piece and wait for the socket to take them."""
+        if self.out:
+            data = self.out[0] if len(self.out) == 1 else b"".join(self.out)
+            self.out.clear()
+            self.out_size = 0
+            self.conn.writer.write(data)
+        await self.conn.writer.drain()
+
+    async def flush_seen(self) -> None:
+        """Set \\Seen on everything retrieved since the last flush, in one store call (one
+        durable write for a pipelined batch of RETRs, not one per message)."""
+        if not self.seen or self.mailbox is None:
+            return
+        uids, self.seen = self.seen, []
+        try:
+            await self.mailbox.store_flags(INBOX, uids, FlagMode.ADD, ["\\Seen"])
+        except MailStoreError:
+            pass  # messages expunged through IMAP meanwhile
+
+    async def commit(self, session: Pop3Session, uids: tuple[int, ...]) -> None:
+        box = self.box()
+
+        async def update() -> int:
+            # rfc1939:6 UPDATE: remove exactly the messages this session marked.
+            await box.store_flags(INBOX, uids, FlagMode.ADD, ["\\Deleted"])
+            await box.expunge(INBOX, uids)
+            # Gone is gone: a message expunged meanwhile through IMAP counts as removed.
+            remaining = {m.uid for m in await box.messages(INBOX)}
+            return len(set(uids) - remaining)
+
+        try:
+            # Shielded: once started, a vanished client or a shutdown does not cut it short.
+            removed = await asyncio.shield(update())
+        except MailStoreError:
+            session.commit_failed()
+            return
+        self.deleted = removed
+        session.committed(removed)
+
+    async def start_tls(self, session: Pop3Session) -> None:
+        conn = self.conn
+        await self.flush()
+        # rfc2595:4 bytes the client sent after STLS and before the handshake are plaintext
+        # that must not be taken as commands over TLS: a client doing that is refused.
+        pending = getattr(conn.reader, "_buffer", b"")
+        if pending:
+            session.tls_failed()
+            return
+        try:
+            await conn.start_tls()
+        except (ssl.SSLError, OSError, TimeoutError):
+            session.tls_failed()
+            return
+        session.tls_started()
+
+    def release(self) -> None:
+        if self.lock is not None:
+            self.lock.release()
+            self.lock = None
+
+
+async def serve_pop3(app: App, conn: Connection) -> None:
+    """Run one POP3 session on ``conn`` until QUIT, a timeout, an error or a hang-up."""
+    cfg = app.config
+    session = Pop3Session(
+        hostname=cfg.hostname,
+        tls_active=conn.tls_active,
+        tls_available=conn.tls_context is not None,
+        allow_plaintext_auth=cfg.tls.allow_plaintext_auth,
+        max_errors=cfg.limits.bad_commands,
+    )
+    run = _Run(app, conn)
+    result = "disconnected"
+    try:
+        run.send(session.greeting())
+        while True:
+            action = session.next_action()
+            if action is NEED_DATA:
+                # Nothing more to do until the client speaks: answer everything so far.
+                await run.flush()
+                await run.flush_seen()
+                try:
+                    data = await asyncio.wait_for(
+                        conn.reader.read(READ_SIZE), cfg.limits.pop3_idle_timeout
+                    )
+                except TimeoutError:
+                    session.timed_out()
+                    continue
+                if not data:
+                    break  # hang-up: nothing is deleted
+                session.receive(data)
+            elif isinstance(action, Send):
+                if run.send(action.data):
+                    await run.flush()
+            elif isinstance(action, Verify):
+                account = await app.auth.verify(action.username, action.password, conn.peer_ip)
+                session.verified(account)
+            elif isinstance(action, OpenMaildrop):
+                await run.open(session, action.account)
+            elif isinstance(action, FetchMessage):
+                await run.fetch(session, action.uid)
+            elif isinstance(action, MarkSeen):
+                run.seen.append(action.uid)
+            elif isinstance(action, StartTLS):
+                await run.start_tls(session)
+            elif isinstance(action, Commit):
+                await run.flush_seen()
+                await run.commit(session, action.uids)
+            elif isinstance(action, Close):
+                result = action.reason
+                await run.flush()
+                break
+    except (ConnectionError, ssl.SSLError, OSError):
+        result = "connection lost"
+    except Exception as exc:  # never crash the server or show exception text
+        result = f"internal error: {type(exc).__name__}"
+        app.log.event("pop3.error", peer=conn.peer_ip, error=repr(exc))
+        try:
+            run.send(err("internal server error", RespCode.SYS_TEMP))
+            await asyncio.wait_for(run.flush(), 5)
+        except (ConnectionError, ssl.SSLError, OSError, TimeoutError):
+            pass
+    finally:
+        try:
+            await run.flush_seen()  # what was sent before a hang-up still counts as read
+        except Exception as exc:
+            app.log.event("pop3.error", peer=conn.peer_ip, error=repr(exc))
+        run.release()
+        await conn.close()
+        app.log.event(
+            "pop3.session",
+            peer=conn.peer_ip,
+            listener=conn.listener,
+            tls=conn.tls_version or "no",
+            account=run.account or "-",
+            retrieved=run.retrieved,
+            deleted=run.deleted,
+            result=result,
+        )

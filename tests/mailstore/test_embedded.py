@@ -1,0 +1,279 @@
+"""Embedded backend specifics: persistence, Maildir interop, rebuild, pickup, hard links,
+orphan clean-up, and several processes on one data dir."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+from merpati.mailstore.api import DeliveryTarget, FlagMode
+from merpati.mailstore.embedded import EmbeddedMailStore
+from merpati.mailstore.embedded.layout import INDEX_NAME, account_dir
+
+A = "alice@example.org"
+SRC = str(Path(__file__).resolve().parents[2] / "src")
+
+
+def msg(n: int) -> bytes:
+    return b"From: x@example.org\r\nSubject: message %d\r\n\r\nbody %d\r\n" % (n, n)
+
+
+def root(data: Path, account: str = A) -> Path:
+    return account_dir(data / "mail", account)
+
+
+def run(coro_fn, data: Path) -> object:  # type: ignore[no-untyped-def]
+    async def main() -> object:
+        store = EmbeddedMailStore(data)
+        try:
+            return await coro_fn(store)
+        finally:
+            await store.close()
+
+    return asyncio.run(main())
+
+
+def test_persists_and_keeps_flags_in_file_names(tmp_path: Path) -> None:
+    async def write(store: EmbeddedMailStore) -> int:
+        box = store.mailbox(A)
+        await box.append("INBOX", msg(1))
+        await box.append("INBOX", msg(2), flags=["\\Seen", "$Work"])
+        await box.create_folder("Projects/2024")
+        await box.append("Projects/2024", msg(3), flags=["\\Flagged"])
+        await box.store_flags("INBOX", [1], FlagMode.ADD, ["\\Answered", "\\Deleted"])
+        return (await box.folder("INBOX")).uidvalidity
+
+    uidvalidity = run(write, tmp_path)
+    r = root(tmp_path)
+    assert r.name == "alice" and r.parent.name == "example.org"
+    cur = sorted(os.listdir(r / "cur"))
+    assert len(cur) == 2 and cur[0].endswith(":2,RT") != cur[1].endswith(":2,RT")
+    assert any(n.endswith(":2,S") for n in cur)
+    assert os.listdir(r / "new") == []
+    assert (r / ".Projects.2024" / "cur").is_dir() and (r / ".Projects" / "cur").is_dir()
+    assert os.listdir(r / ".Projects.2024" / "cur")[0].endswith(":2,F")
+    for special in ("Sent", "Drafts", "Trash", "Junk", "Archive"):
+        assert (r / f".{special}" / "new").is_dir()
+
+    async def check(store: EmbeddedMailStore) -> None:
+        box = store.mailbox(A)
+        info = await box.folder("INBOX")
+        assert info.uidvalidity == uidvalidity and info.messages == 2
+        msgs = await box.messages("INBOX")
+        assert msgs[0].flags == frozenset({"\\Answered", "\\Deleted"})
+        assert msgs[1].flags == frozenset({"\\Seen", "$Work"})
+        assert await box.read("INBOX", 2) == msg(2)
+        assert (await box.structure("Projects/2024", 1)).envelope.subject == b"message 3"
+        assert await box.expunge("INBOX") == [1]
+
+    run(check, tmp_path)
+    assert len(os.listdir(r / "cur")) == 1
+
+
+def test_rebuild_from_maildir_when_index_lost_or_corrupt(tmp_path: Path) -> None:
+    async def write(store: EmbeddedMailStore) -> tuple[int, list[str]]:
+        box = store.mailbox(A)
+        for i in range(5):
+            await box.append("INBOX", msg(i), flags=["\\Seen"] if i % 2 else [])
+        await box.append("Archive", msg(9))
+        return (await box.folder("INBOX")).uidvalidity, [
+            m.uidl for m in await box.messages("INBOX")
+        ]
+
+    uidvalidity, uidls = run(write, tmp_path)  # type: ignore[misc]
+    index = root(tmp_path) / INDEX_NAME
+    for damage in ("delete", "garbage"):
+        for suffix in ("", "-wal", "-shm"):
+            Path(str(index) + suffix).unlink(missing_ok=True)
+        if damage == "garbage":
+            index.write_bytes(b"this is not a database" * 100)
+
+        async def check(store: EmbeddedMailStore, previous: int = uidvalidity) -> int:
+            box = store.mailbox(A)
+            info = await box.folder("INBOX")
+            assert info.uidvalidity > previous
+            msgs = await box.messages("INBOX")
+            assert [m.uidl for m in msgs] == uidls  # POP3 UIDLs survive a rebuild
+            assert [m.flags for m in msgs] == [
+                frozenset({"\\Seen"}) if i % 2 else frozenset() for i in range(5)
+            ]
+            assert [await box.read("INBOX", m.uid) for m in msgs] == [msg(i) for i in range(5)]
+            assert (await box.folder("Archive")).messages == 1
+            assert (await box.folder("Trash")).special_use == "\\Trash"
+            return info.uidvalidity
+
+        uidvalidity = run(check, tmp_path)  # type: ignore[assignment]
+
+
+def test_pickup_of_mail_dropped_into_new_and_external_changes(tmp_path: Path) -> None:
+    async def body(store: EmbeddedMailStore) -> None:
+        box = store.mailbox(A)
+        await box.append("INBOX", msg(1))
+        r = root(tmp_path)
+        before = (await box.folder("INBOX")).highestmodseq
+        waiter = asyncio.create_task(box.wait_for_change("INBOX", before, 10.0))
+        await asyncio.sleep(0.1)
+        t0 = time.monotonic()
+        # Another MDA delivers the Maildir way: tmp/ then rename into new/.
+        (r / "tmp" / "1700000000.X1.otherhost").write_bytes(msg(2))
+        os.rename(r / "tmp" / "1700000000.X1.otherhost", r / "new" / "1700000000.X1.otherhost")
+        assert await waiter > before
+        assert time.monotonic() - t0 < 3.0
+        msgs = await box.messages("INBOX")
+        assert [m.uid for m in msgs] == [1, 2] and msgs[1].uidl == "1700000000.X1.otherhost"
+        assert await box.read("INBOX", 2) == msg(2)
+        # mutt marks it seen (moves to cur/ with :2,S) and deletes message 1.
+        os.rename(r / "new" / "1700000000.X1.otherhost", r / "cur" / "1700000000.X1.otherhost:2,S")
+        (r / "new" / os.listdir(r / "new")[0]).unlink()
+        msgs = await box.messages("INBOX")
+        assert [(m.uid, m.flags) for m in msgs] == [(2, frozenset({"\\Seen"}))]
+        changes = await box.changes_since("INBOX", before)
+        assert changes.expunged == (1,)
+
+    run(body, tmp_path)
+
+
+def test_deliver_hard_links_one_copy(tmp_path: Path) -> None:
+    accounts = ["a@x.test", "b@x.test", "c@y.test"]
+
+    async def body(store: EmbeddedMailStore) -> None:
+        res = await store.deliver(msg(1), [DeliveryTarget(a) for a in accounts])
+        assert all(r.uid == 1 for r in res)  # type: ignore[union-attr]
+        for a in accounts:
+            assert await store.mailbox(a).read("INBOX", 1) == msg(1)
+
+    run(body, tmp_path)
+    files = [root(tmp_path, a) / "new" / os.listdir(root(tmp_path, a) / "new")[0] for a in accounts]
+    inodes = {f.stat().st_ino for f in files}
+    assert len(inodes) == 1 and files[0].stat().st_nlink == 3
+
+
+def test_orphaned_tmp_files_cleaned_at_open(tmp_path: Path) -> None:
+    run(lambda s: s.create_account(A), tmp_path)
+    proc = subprocess.run(
+        [sys.executable, "-c", "import os; print(os.getpid())"],
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    dead = int(proc.stdout)
+    import socket
+
+    host = socket.gethostname()
+    orphan = root(tmp_path) / "tmp" / f"1.M1P{dead}Q1Rabcd.{host},S=5"
+    orphan.write_bytes(b"half-")
+    old = root(tmp_path) / ".Sent" / "tmp" / "ancient"
+    old.write_bytes(b"x")
+    os.utime(old, (1, 1))
+    run(lambda s: s.mailbox(A).folders(), tmp_path)
+    assert not orphan.exists() and not old.exists()
+
+
+CHILD = r"""
+import asyncio, sys
+sys.path.insert(0, sys.argv[1])
+from merpati.mailstore.embedded import EmbeddedMailStore
+from pathlib import Path
+
+async def main():
+    store = EmbeddedMailStore(Path(sys.argv[2]))
+    box = store.mailbox("alice@example.org")
+    tag = sys.argv[3]
+    async def one(i):
+        data = b"Subject: %s %d\r\n\r\n" % (tag.encode(), i) + b"x" * (i * 37 % 3000)
+        r = await box.append("INBOX", data)
+        return r.uid
+    uids = await asyncio.gather(*(one(i) for i in range(int(sys.argv[4]))))
+    print(" ".join(map(str, uids)))
+    await store.close()
+
+asyncio.run(main())
+"""
+
+
+def test_two_processes_append_to_one_account(tmp_path: Path) -> None:
+    run(lambda s: s.create_account(A), tmp_path)
+    n = 60
+    procs = [
+        subprocess.Popen(
+            [sys.executable, "-c", CHILD, SRC, str(tmp_path), tag, str(n)],
+            stdout=subprocess.PIPE,
+            text=True,
+        )
+        for tag in ("p1", "p2")
+    ]
+    outs = [p.communicate(timeout=60)[0] for p in procs]
+    assert all(p.returncode == 0 for p in procs)
+    uids = [int(u) for out in outs for u in out.split()]
+    assert sorted(uids) == list(range(1, 2 * n + 1))
+
+    async def check(store: EmbeddedMailStore) -> None:
+        box = store.mailbox(A)
+        msgs = await box.messages("INBOX")
+        assert [m.uid for m in msgs] == list(range(1, 2 * n + 1))
+        subjects = set()
+        for m in msgs:
+            data = await box.read("INBOX", m.uid)
+            assert len(data) == m.size
+            subjects.add(data.split(b"\r\n", 1)[0])
+        assert len(subjects) == 2 * n
+
+    run(check, tmp_path)
+
+
+def test_other_process_changes_wake_waiters(tmp_path: Path) -> None:
+    run(lambda s: s.create_account(A), tmp_path)
+
+    async def body(store: EmbeddedMailStore) -> None:
+        box = store.mailbox(A)
+        before = (await box.folder("INBOX")).highestmodseq
+        waiter = asyncio.create_task(box.wait_for_change("INBOX", before, 20.0))
+        await asyncio.sleep(0.2)
+        proc = await asyncio.create_subprocess_exec(
+            sys.executable,
+            "-c",
+            CHILD,
+            SRC,
+            str(tmp_path),
+            "other",
+            "1",
+            stdout=asyncio.subprocess.PIPE,
+        )
+        out, _ = await proc.communicate()
+        t0 = time.monotonic()
+        new = await waiter
+        assert time.monotonic() - t0 < 1.0 and new > before
+        assert [m.uid for m in await box.messages("INBOX")] == [int(out)]
+
+    run(body, tmp_path)
+
+
+def test_many_concurrent_appenders_and_readers(tmp_path: Path) -> None:
+    async def body(store: EmbeddedMailStore) -> None:
+        box = store.mailbox(A)
+        stop = False
+        seen_max = 0
+
+        async def reader() -> None:
+            nonlocal seen_max
+            while not stop:
+                msgs = await box.messages("INBOX")
+                uids = [m.uid for m in msgs]
+                assert uids == sorted(uids) and len(set(uids)) == len(uids)
+                if msgs:
+                    assert await box.read("INBOX", msgs[-1].uid)
+                    seen_max = max(seen_max, msgs[-1].uid)
+                await asyncio.sleep(0)
+
+        readers = [asyncio.create_task(reader()) for _ in range(4)]
+        results = await asyncio.gather(*(box.append("INBOX", msg(i)) for i in range(200)))
+        stop = True
+        await asyncio.gather(*readers)
+        assert sorted(r.uid for r in results) == list(range(1, 201))
+        assert (await box.folder("INBOX")).messages == 200
+
+    run(body, tmp_path)

@@ -440,3 +440,36 @@ def test_id_namespace_noop_logout() -> None:
     assert c.cmd("c LOGOUT") == b"* BYE Logging out\r\nc OK LOGOUT completed\r\n"
     assert c.session.closed
     assert c.cmd("d NOOP") == b""
+
+
+def test_append_copy_into_selected_mailbox_announce_exists() -> None:
+    c = Client().login()
+    append(c.store, A, SIMPLE)
+    c.select()
+    out = c.cmd(b"a APPEND INBOX {%d+}\r\n" % len(SIMPLE) + SIMPLE)
+    assert out.startswith(b"* 2 EXISTS\r\n* 2 RECENT\r\n") and b"a OK [APPENDUID" in out
+    out = c.cmd("b COPY 1:2 INBOX")
+    assert out.startswith(b"* 4 EXISTS\r\n") and b"b OK [COPYUID" in out
+    assert b" 1:2 3:4]" in out
+
+
+def test_rev2_and_condstore_unsolicited_updates() -> None:
+    store = MemoryMailStore()
+    append(store, A, SIMPLE)
+    a = Client(store).login()
+    b = Client(store).login()
+    a.cmd("e ENABLE IMAP4rev2 CONDSTORE")
+    a.select()
+    b.select()
+    b.cmd("s STORE 1 +FLAGS (\\Answered)")
+    out = a.cmd("n NOOP")
+    assert out.startswith(b"* 1 FETCH (UID 1 FLAGS (\\Answered) MODSEQ (")
+    assert b"\\Recent" not in out
+
+
+def test_idle_in_authenticated_state() -> None:
+    c = Client().login()
+    assert c.cmd("i IDLE") == b"+ idling\r\n"
+    run(c.session.idle_poll())
+    assert c.take() == b""
+    assert c.cmd("DONE") == b"i OK IDLE terminated\r\n"

@@ -166,6 +166,7 @@ COMMANDS: list[tuple[bytes, type[c.Command], dict[str, object]]] = [
     (b"A STATUS INBOX (MESSAGES SIZE)", c.Status, {"atts": ("MESSAGES", "SIZE")}),
     (b"A APPEND x {2+}\r\nhi", c.Append, {"data": b"hi", "flags": ()}),
     (b"A APPEND x (\\Seen $Foo) ~{2}\r\n\x00i", c.Append, {"flags": ("\\Seen", "$Foo")}),
+    (b"A APPEND x UTF8 (~{2}\r\nhi)", c.Append, {"data": b"hi", "binary": True}),
     (b"A UID FETCH 1:* (FLAGS) (CHANGEDSINCE 5)", c.Fetch, {"uid": True, "changedsince": 5}),
     (b"A STORE 1 -FLAGS.SILENT \\Seen", c.Store, {"mode": "-", "silent": True}),
     (b"A UID STORE 1 (UNCHANGEDSINCE 3) +FLAGS (a b)", c.Store, {"unchangedsince": 3}),

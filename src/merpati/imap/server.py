@@ -72,8 +72,18 @@ async def serve(app: App, conn: Connection) -> None:
     async def verify(user: str, password: str) -> str | None:
         return await app.auth.verify(user, password, conn.peer_ip)
 
+    commands = app.metrics.counter(
+        "merpati_imap_commands_total", "IMAP commands by name and status", ["command", "status"]
+    )
+    logins = app.metrics.counter("merpati_imap_logins_total", "IMAP logins", ["result"])
+
     def log(event: str, **fields: object) -> None:
+        if event == "imap.auth":
+            logins.labels(str(fields.get("result"))).inc()
         app.log.event(event, id=conn.id, peer=conn.peer_ip, **fields)
+
+    def count(command: str, status: str) -> None:
+        commands.labels(command, status).inc()
 
     session = Session(
         session_config(app, conn.tls_context is not None),
@@ -82,6 +92,7 @@ async def serve(app: App, conn: Connection) -> None:
         sink,
         tls_active=conn.tls_active,
         log=log,
+        count=count,
     )
     started = time.monotonic()
     result = "closed"

@@ -43,7 +43,7 @@ def _available(listener: str) -> bool:
 
 
 def _readers() -> tuple[str, ...]:
-    return tuple(name for name in ("pop3", "imap") if _available(name))
+    return tuple(name for name in ("imap", "pop3") if _available(name))
 
 
 def _wait(cond: Any, timeout: float, what: str) -> Any:
@@ -80,12 +80,13 @@ class Domain:
             s.send_message(msg)
         return str(msg["Message-ID"])
 
-    def mailbox(self, address: str) -> list[email.message.Message]:
-        """Every message in the account's INBOX, read over POP3 (else IMAP) with TLS."""
+    def mailbox(self, address: str, via: str = "") -> list[email.message.Message]:
+        """Every message in the account's INBOX, read over IMAP (else POP3) with STARTTLS/STLS;
+        ``via`` picks the protocol."""
         ctx = MerpatiServer.client_tls_context()
-        readers = _readers()
+        via = via or _readers()[0]
         raws: list[bytes] = []
-        if "pop3" in readers:
+        if via == "pop3":
             host, port = self.server.address("pop3")
             pop = poplib.POP3(host, port, timeout=20)
             try:
@@ -95,8 +96,9 @@ class Domain:
                 count, _ = pop.stat()
                 for i in range(1, count + 1):
                     raws.append(b"\r\n".join(pop.retr(i)[1]))
-            finally:
                 pop.quit()
+            finally:
+                pop.close()
         else:
             host, port = self.server.address("imap")
             imap = imaplib.IMAP4(host, port, timeout=20)
@@ -108,8 +110,9 @@ class Domain:
                 for num in data[0].split():
                     _, parts = imap.fetch(num, "(BODY.PEEK[])")
                     raws.append(parts[0][1])  # type: ignore[index]
-            finally:
                 imap.logout()
+            finally:
+                imap.shutdown()
         return [email.message_from_bytes(r, policy=email.policy.compat32) for r in raws]
 
     def find(self, address: str, message_id: str) -> email.message.Message | None:
@@ -168,6 +171,9 @@ def test_two_domains(domains: tuple[Domain, Domain, DNSServer]) -> None:
     assert got["From"] == "alice@a.test" and got["Subject"] == "hello bob"
     assert "lunch?" in got.get_payload()
     assert got["Received"]  # B's trace header
+    if "pop3" in _readers() and "imap" in _readers():  # the same message over POP3 too
+        popped = [m for m in b.mailbox("bob@b.test", via="pop3") if m["Message-ID"] == mid]
+        assert len(popped) == 1 and popped[0]["Subject"] == "hello bob"
     log = a.server.log()
     assert "queue.attempt" in log and "mx=mx1.b.test" in log and "result=delivered" in log
     assert f"ip={B_IP}" in log

@@ -12,6 +12,7 @@ root is needed; a short retry schedule keeps it quick.
 
 from __future__ import annotations
 
+import contextlib
 import email
 import email.policy
 import imaplib
@@ -43,7 +44,7 @@ def _available(listener: str) -> bool:
 
 
 def _readers() -> tuple[str, ...]:
-    return tuple(name for name in ("imap", "pop3") if _available(name))
+    return tuple(name for name in ("pop3", "imap") if _available(name))
 
 
 def _wait(cond: Any, timeout: float, what: str) -> Any:
@@ -81,7 +82,7 @@ class Domain:
         return str(msg["Message-ID"])
 
     def mailbox(self, address: str, via: str = "") -> list[email.message.Message]:
-        """Every message in the account's INBOX, read over IMAP (else POP3) with STARTTLS/STLS;
+        """Every message in the account's INBOX, read over POP3 (else IMAP) with STLS/STARTTLS;
         ``via`` picks the protocol."""
         ctx = MerpatiServer.client_tls_context()
         via = via or _readers()[0]
@@ -97,8 +98,9 @@ class Domain:
                 for i in range(1, count + 1):
                     raws.append(b"\r\n".join(pop.retr(i)[1]))
                 pop.quit()
-            finally:
+            except BaseException:
                 pop.close()
+                raise
         else:
             host, port = self.server.address("imap")
             imap = imaplib.IMAP4(host, port, timeout=20)
@@ -111,8 +113,10 @@ class Domain:
                     _, parts = imap.fetch(num, "(BODY.PEEK[])")
                     raws.append(parts[0][1])  # type: ignore[index]
                 imap.logout()
-            finally:
-                imap.shutdown()
+            except BaseException:
+                with contextlib.suppress(OSError):
+                    imap.shutdown()
+                raise
         return [email.message_from_bytes(r, policy=email.policy.compat32) for r in raws]
 
     def find(self, address: str, message_id: str) -> email.message.Message | None:
@@ -171,9 +175,9 @@ def test_two_domains(domains: tuple[Domain, Domain, DNSServer]) -> None:
     assert got["From"] == "alice@a.test" and got["Subject"] == "hello bob"
     assert "lunch?" in got.get_payload()
     assert got["Received"]  # B's trace header
-    if "pop3" in _readers() and "imap" in _readers():  # the same message over POP3 too
-        popped = [m for m in b.mailbox("bob@b.test", via="pop3") if m["Message-ID"] == mid]
-        assert len(popped) == 1 and popped[0]["Subject"] == "hello bob"
+    if "pop3" in _readers() and "imap" in _readers():  # the same message over IMAP too
+        fetched = [m for m in b.mailbox("bob@b.test", via="imap") if m["Message-ID"] == mid]
+        assert len(fetched) == 1 and fetched[0]["Subject"] == "hello bob"
     log = a.server.log()
     assert "queue.attempt" in log and "mx=mx1.b.test" in log and "result=delivered" in log
     assert f"ip={B_IP}" in log

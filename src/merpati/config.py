@@ -170,6 +170,7 @@ class DeliveryConfig:
     max_queue_time: float = _field(5 * 86400.0, "duration")
     delay_warning: float = _field(4 * 3600.0, "duration")
     concurrency: int = _field(20, "int", "outbound connections in total")
+    connect_timeout: float = _field(30.0, "duration", "outbound TCP connect and TLS handshake")
     concurrency_per_domain: int = _field(4, "int", "outbound connections per destination")
     # Address the SMTP client binds to when connecting out (tests bind to a loopback alias).
     source_address: str = _field("", "str")

@@ -101,6 +101,7 @@ def test_sighup_reloads_certificate(server_factory: ServerFactory, tmp_path: Pat
     assert "two.example" in peer_cn()
 
 
+@pytest.mark.filterwarnings("ignore::DeprecationWarning")
 def test_tls_minimum_is_1_2(server_factory: ServerFactory) -> None:
     pytest.importorskip("merpati.imap.server", reason="needs the imaps listener")
     srv = server_factory(listeners=("http", "imaps"))

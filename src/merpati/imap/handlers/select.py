@@ -1,0 +1,99 @@
+"""SELECT/EXAMINE (rfc9051:6.3.2-3, rfc7162:3.1.8 CONDSTORE), CLOSE, UNSELECT (rfc3691),
+EXPUNGE and UID EXPUNGE (rfc4315:2.1).
+
+SELECT builds the session's ``SelectedView`` from one snapshot of the folder; its responses
+follow rfc9051:6.3.2 (FLAGS, EXISTS, LIST, PERMANENTFLAGS, UIDNEXT, UIDVALIDITY) plus RECENT and
+UNSEEN for IMAP4rev1 clients (rfc3501:6.3.1) and HIGHESTMODSEQ (rfc7162:3.1.8).
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from merpati.imap import commands as c
+from merpati.imap import wire
+from merpati.imap.responses import Result, no, ok
+from merpati.imap.view import FlagFormatter, SelectedView
+from merpati.mailstore.api import SYSTEM_FLAGS
+
+if TYPE_CHECKING:
+    from merpati.imap.session import Session
+
+MAX_KEYWORDS_SHOWN = 200
+
+
+async def select(s: Session, cmd: c.Command) -> Result:
+    from merpati.imap.session import State
+
+    assert isinstance(cmd, c.Select) and s.mailbox is not None
+    if s.view is not None:
+        # rfc9051:6.3.2 the previous mailbox is closed without expunging, then CLOSED.
+        s.view = None
+        s.state = State.AUTHENTICATED
+        s.write(b"* OK [CLOSED] Previous mailbox closed\r\n")
+    if cmd.condstore:
+        s.condstore = True
+    name = s.decode_name(cmd.mailbox)
+    box = s.mailbox
+    info = await box.folder(name)
+    messages = await box.messages(info.name)
+    readonly = cmd.name == "EXAMINE"
+    view = SelectedView(info.name, readonly, messages, info.highestmodseq, info.recent)
+    keywords: set[str] = set()
+    first_unseen = 0
+    for seq, m in enumerate(messages, 1):
+        if len(keywords) < MAX_KEYWORDS_SHOWN:
+            keywords.update(f for f in m.flags if not f.startswith("\\"))
+        if not first_unseen and "\\Seen" not in m.flags:
+            first_unseen = seq
+    flags = FlagFormatter()(frozenset(SYSTEM_FLAGS | keywords))
+    s.write(b"* FLAGS " + flags + b"\r\n")
+    s.write(b"* %d EXISTS\r\n" % view.exists)
+    if not s.rev2:
+        s.write(b"* %d RECENT\r\n" % len(view.recent))
+        if first_unseen:
+            s.write(b"* OK [UNSEEN %d] First unseen message\r\n" % first_unseen)
+    else:
+        encoded = wire.astring(s.encode_name(info.name), True)
+        s.write(b'* LIST () "/" ' + encoded + b"\r\n")
+    if readonly:
+        s.write(b"* OK [PERMANENTFLAGS ()] Read-only mailbox\r\n")
+    else:
+        perm = flags[:-1] + b" \\*)"
+        s.write(b"* OK [PERMANENTFLAGS " + perm + b"] Flags permitted\r\n")
+    s.write(b"* OK [UIDVALIDITY %d] UIDs valid\r\n" % info.uidvalidity)
+    s.write(b"* OK [UIDNEXT %d] Predicted next UID\r\n" % info.uidnext)
+    s.write(b"* OK [HIGHESTMODSEQ %d] Highest\r\n" % info.highestmodseq)
+    s.view = view
+    s.state = State.SELECTED
+    code = b"READ-ONLY" if readonly else b"READ-WRITE"
+    return ok(f"{cmd.name} completed", code)
+
+
+async def close(s: Session, cmd: c.Command) -> Result:
+    from merpati.imap.session import State
+
+    view, box = s.view, s.mailbox
+    assert view is not None and box is not None
+    s.view = None
+    s.state = State.AUTHENTICATED
+    if cmd.name == "CLOSE" and not view.readonly:
+        # rfc9051:6.4.1 expunge silently: no EXPUNGE responses
+        await box.expunge(view.folder)
+    return ok(f"{cmd.name} completed")
+
+
+async def expunge(s: Session, cmd: c.Command) -> Result:
+    view, box = s.view, s.mailbox
+    assert view is not None and box is not None
+    if view.readonly:
+        raise no("Mailbox is read-only", b"READ-ONLY")
+    uids: list[int] | None = None
+    if isinstance(cmd, c.UidExpunge):
+        uids = [uid for _, uid in s.resolve(cmd.seqset, True)]
+        if not uids:
+            return ok("UID EXPUNGE completed")
+    gone = await box.expunge(view.folder, uids)
+    for seq in view.remove(gone):
+        s.write(b"* %d EXPUNGE\r\n" % seq)
+    return ok(f"{cmd.name} completed")

@@ -1,0 +1,234 @@
+"""Evaluating SEARCH keys (rfc9051:6.4.4) over the selected mailbox.
+
+Text keys match case-insensitively on decoded text: header values with their RFC 2047 words
+decoded, bodies with their content-transfer-encoding and charset undone. What a search needs
+(structure, content) is found from the key tree first, so a flag-only search never reads a
+message. Dates compare calendar days in the message's own zone, disregarding time
+(rfc9051:6.4.4).
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import datetime as dt
+import email.header
+import email.utils
+from dataclasses import dataclass
+
+from merpati.imap.parse.searchkey import SearchKey
+from merpati.imap.sections import filter_header
+from merpati.mailstore.api import MessageInfo
+from merpati.mime.structure import BodyPart, MessageStructure
+
+MAX_BODY_TEXT = 10 * 1024 * 1024  # decoded text searched per message
+_STRUCT_KEYS = frozenset({"BCC", "CC", "FROM", "SUBJECT", "TO", "SENTBEFORE", "SENTON",
+                          "SENTSINCE", "HEADER"})  # fmt: skip
+_DATA_KEYS = frozenset({"BODY", "TEXT", "HEADER"})
+
+
+@dataclass(slots=True)
+class Candidate:
+    seq: int
+    uid: int
+    info: MessageInfo
+    recent: bool
+    structure: MessageStructure | None = None
+    data: bytes | None = None
+    _headers: dict[str, list[str]] | None = None
+    _body: str | None = None
+
+    def header_values(self, name: str) -> list[str]:
+        if self._headers is None:
+            self._headers = {}
+            if self.data is not None and self.structure is not None:
+                b = self.structure.body
+                for line in _unfold(self.data[b.header_start : b.body_start]):
+                    key, _, value = line.partition(":")
+                    self._headers.setdefault(key.strip().lower(), []).append(
+                        _decode_words(value.strip())
+                    )
+            elif self.structure is not None:
+                for key, value in self.structure.search_headers:
+                    self._headers.setdefault(key, []).append(value)
+        return self._headers.get(name.lower(), [])
+
+    def body_text(self) -> str:
+        if self._body is None:
+            if self.data is None or self.structure is None:
+                self._body = ""
+            else:
+                chunks: list[str] = []
+                _collect_text(self.data, self.structure.body, chunks, 0)
+                self._body = "\n".join(chunks)[:MAX_BODY_TEXT].casefold()
+        return self._body
+
+
+def needs(key: SearchKey) -> tuple[bool, bool]:
+    """(structure needed, content needed) for evaluating ``key``."""
+    st = key.name in _STRUCT_KEYS or key.name in _DATA_KEYS
+    data = key.name in _DATA_KEYS
+    for child in key.children:
+        a, b = needs(child)
+        st, data = st or a, data or b
+    return st, data
+
+
+def matches(
+    key: SearchKey, m: Candidate, largest_seq: int, largest_uid: int, saved: set[int]
+) -> bool:
+    name = key.name
+    flags = m.info.flags
+    if name == "AND":
+        return all(matches(k, m, largest_seq, largest_uid, saved) for k in key.children)
+    if name == "OR":
+        return any(matches(k, m, largest_seq, largest_uid, saved) for k in key.children)
+    if name == "NOT":
+        return not matches(key.children[0], m, largest_seq, largest_uid, saved)
+    if name == "ALL":
+        return True
+    if name in _FLAG_KEYS:
+        flag, want = _FLAG_KEYS[name]
+        return (flag in flags) == want
+    if name == "RECENT":
+        return m.recent
+    if name == "NEW":
+        return m.recent and "\\Seen" not in flags
+    if name == "OLD":
+        return not m.recent
+    if name == "KEYWORD":
+        return _has_keyword(flags, key.flag or "")
+    if name == "UNKEYWORD":
+        return not _has_keyword(flags, key.flag or "")
+    if name == "LARGER":
+        return m.info.size > (key.number or 0)
+    if name == "SMALLER":
+        return m.info.size < (key.number or 0)
+    if name == "MODSEQ":
+        return m.info.modseq >= (key.number or 0)
+    if name == "SEQ":
+        assert key.seqset is not None
+        if key.seqset.saved:
+            return m.uid in saved
+        return any(lo <= m.seq <= hi for lo, hi in key.seqset.resolve(largest_seq))
+    if name == "UID":
+        assert key.seqset is not None
+        if key.seqset.saved:
+            return m.uid in saved
+        return any(lo <= m.uid <= hi for lo, hi in key.seqset.resolve(largest_uid))
+    if name in ("BEFORE", "ON", "SINCE"):
+        tz = dt.timezone(dt.timedelta(minutes=m.info.internaldate_tz))
+        day = dt.datetime.fromtimestamp(m.info.internaldate, tz).date()
+        return _compare_day(name, day, key.day)
+    if name in ("SENTBEFORE", "SENTON", "SENTSINCE"):
+        sent = _sent_day(m)
+        return sent is not None and _compare_day(name[4:], sent, key.day)
+    needle = (key.text or b"").decode("utf-8", "replace").casefold()
+    if name in ("FROM", "TO", "CC", "BCC", "SUBJECT"):
+        return any(needle in v.casefold() for v in m.header_values(name.lower()))
+    if name == "HEADER":
+        field = (key.field or b"").decode("ascii", "replace")
+        values = m.header_values(field)
+        return bool(values) and any(needle in v.casefold() for v in values)
+    if name == "BODY":
+        return needle in m.body_text()
+    if name == "TEXT":
+        if m.data is not None and m.structure is not None:
+            b = m.structure.body
+            head = _decode_words(m.data[b.header_start : b.body_start].decode("utf-8", "replace"))
+            if needle in head.casefold():
+                return True
+        return needle in m.body_text()
+    return False
+
+
+_FLAG_KEYS = {
+    "ANSWERED": ("\\Answered", True),
+    "DELETED": ("\\Deleted", True),
+    "DRAFT": ("\\Draft", True),
+    "FLAGGED": ("\\Flagged", True),
+    "SEEN": ("\\Seen", True),
+    "UNANSWERED": ("\\Answered", False),
+    "UNDELETED": ("\\Deleted", False),
+    "UNDRAFT": ("\\Draft", False),
+    "UNFLAGGED": ("\\Flagged", False),
+    "UNSEEN": ("\\Seen", False),
+}
+
+
+def _has_keyword(flags: frozenset[str], keyword: str) -> bool:
+    k = keyword.lower()
+    return any(f.lower() == k for f in flags)
+
+
+def _compare_day(op: str, day: dt.date, ref: dt.date | None) -> bool:
+    assert ref is not None
+    if op == "BEFORE":
+        return day < ref
+    if op == "ON":
+        return day == ref
+    return day >= ref
+
+
+def _sent_day(m: Candidate) -> dt.date | None:
+    for value in m.header_values("date"):
+        try:
+            return email.utils.parsedate_to_datetime(value).date()
+        except (TypeError, ValueError, IndexError, OverflowError):
+            return None
+    return None
+
+
+def _unfold(header: bytes) -> list[str]:
+    fields: list[str] = []
+    for raw in header.split(b"\r\n"):
+        line = raw.decode("utf-8", "replace")
+        if not line:
+            continue
+        if line[0] in " \t" and fields:
+            fields[-1] += " " + line.strip()
+        else:
+            fields.append(line)
+    return fields
+
+
+def _decode_words(value: str) -> str:
+    if "=?" not in value:
+        return value
+    try:
+        return str(email.header.make_header(email.header.decode_header(value)))
+    except (LookupError, ValueError, UnicodeError, binascii.Error):
+        return value
+
+
+def _collect_text(data: bytes, part: BodyPart, out: list[str], depth: int) -> None:
+    if depth > 50 or sum(len(x) for x in out) > MAX_BODY_TEXT:
+        return
+    if part.parts:
+        for child in part.parts:
+            _collect_text(data, child, out, depth + 1)
+        return
+    if part.message is not None:
+        b = part.message.body
+        out.append(_decode_words(data[b.header_start : b.body_start].decode("utf-8", "replace")))
+        _collect_text(data, b, out, depth + 1)
+        return
+    if part.type.lower() not in ("text", "message"):
+        return
+    raw = data[part.body_start : part.end]
+    enc = part.encoding.lower()
+    if enc == "base64":
+        try:
+            raw = base64.b64decode(b"".join(raw.split()) + b"==", validate=False)
+        except (binascii.Error, ValueError):
+            pass
+    elif enc == "quoted-printable":
+        raw = binascii.a2b_qp(raw)
+    charset = dict((k.lower(), v) for k, v in part.params).get("charset", "utf-8")
+    try:
+        out.append(raw.decode(charset, "replace"))
+    except LookupError:
+        out.append(raw.decode("utf-8", "replace"))
+
+
+__all__ = ["Candidate", "filter_header", "matches", "needs"]

@@ -1,0 +1,535 @@
+"""The queue runner: claims due messages, delivers them, records outcomes, sends DSNs.
+
+Invariants:
+- A message leaves the queue only after every recipient reached a final state (delivered or
+  bounced) and the DSNs those states call for were handed to ``deliver`` (which stores or
+  queues them durably). A crash anywhere leaves the message queued, so it is delivered at
+  least once; at worst twice (crash after the peer's 250 and before the record).
+- Recipients are grouped per destination (their domain, or the relay host): one transaction
+  with many RCPTs, one connection reused for the next message to the same destination, at most
+  ``concurrency_per_domain`` connections per destination and ``concurrency`` in total.
+- 4xx replies and connection failures defer on the ``[delivery] retry`` schedule (its last step
+  repeats); 5xx replies bounce; after ``delay_warning`` a delay DSN is sent once; after
+  ``max_queue_time`` what is left bounces (rfc5321:4.5.4.1).
+- No DSN for a null sender or for a message we generated (a bounce of a bounce), rfc3461:6.2.
+
+It does not speak SMTP itself (``transport``) nor decide routes (``routing``).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+import random
+import secrets
+import ssl
+import time
+from collections import deque
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from merpati.config import Config
+from merpati.delivery.api import BodyType, Deliverer, Envelope, Recipient
+from merpati.dns.resolver import Resolver
+from merpati.queue import signing
+from merpati.queue.client import Timeouts
+from merpati.queue.dsn import DSNRecipient, build_dsn
+from merpati.queue.routing import relay_route, route_domain
+from merpati.queue.store import QueuedMessage, QueuedRecipient, QueueStore, RecipientUpdate
+from merpati.queue.transport import Destination, OutboundMessage, Outcome, TransportSettings
+
+__all__ = ["DEFAULT_NOTIFY", "QueueRunner", "RunnerDeps"]
+
+# rfc3461:4.1 when NOTIFY is absent we report failures and delays.
+DEFAULT_NOTIFY = frozenset({"FAILURE", "DELAY"})
+POLL_INTERVAL = 1.0  # seconds between looks at the queue database (operator commands)
+LEASE = 120.0  # seconds a claim lasts unless renewed
+CLAIM_BATCH = 200  # messages claimed per look
+MAX_IN_FLIGHT = 2000  # messages held in memory at once
+
+_LOCAL = "local:"
+_RELAY = "relay:"
+
+
+@dataclass
+class RunnerDeps:
+    config: Config
+    resolver: Resolver
+    is_local: Callable[[str], bool]
+    deliver: Callable[[], Deliverer | None]  # late-bound: app.deliver is set after we start
+    log: Callable[..., None]
+    tls_context: Callable[[], ssl.SSLContext] | None = None
+    clock: Callable[[], float] = time.time
+    rng: random.Random = field(default_factory=random.Random)
+    poll_interval: float = POLL_INTERVAL
+
+
+@dataclass(eq=False)
+class _Work:
+    msg: QueuedMessage
+    outstanding: int = 0
+    raw: bytes | None = None
+    signed: bytes | None = None
+
+
+@dataclass(eq=False)
+class _Job:
+    work: _Work
+    recipients: list[QueuedRecipient]
+
+
+def _domain(address: str) -> str:
+    return address.rpartition("@")[2].lower()
+
+
+def _timeouts(config: Config) -> Timeouts:
+    c = config.limits.command_timeout
+    d = config.limits.data_timeout
+    return Timeouts(
+        connect=config.delivery.connect_timeout,
+        greeting=c,
+        command=c,
+        data_init=min(120.0, c),
+        data_block=min(180.0, d),
+        data_end=d,
+    )
+
+
+class QueueRunner:
+    def __init__(self, store: QueueStore, deps: RunnerDeps) -> None:
+        self.store = store
+        self.deps = deps
+        cfg = deps.config
+        self._settings = TransportSettings(
+            hostname=cfg.hostname,
+            timeouts=_timeouts(cfg),
+            source_address=cfg.delivery.source_address,
+            tls_context=deps.tls_context,
+            relay_username=cfg.delivery.relay_username,
+            relay_password=cfg.delivery.relay_password,
+        )
+        self._sem = asyncio.Semaphore(max(1, cfg.delivery.concurrency))
+        self._per_domain = max(1, cfg.delivery.concurrency_per_domain)
+        self._wake = asyncio.Event()
+        self._stopping = False
+        self._inflight: dict[str, _Work] = {}
+        self._queues: dict[str, deque[_Job]] = {}
+        self._workers: dict[str, int] = {}
+        self._tasks: set[asyncio.Task[None]] = set()
+        self._main: asyncio.Task[None] | None = None
+        self._last_renew = 0.0
+
+    # -- life cycle ---------------------------------------------------------------------
+    def start(self) -> None:
+        self._main = asyncio.create_task(self._run(), name="queue-runner")
+
+    def wake(self) -> None:
+        self._wake.set()
+
+    @property
+    def in_flight(self) -> int:
+        return len(self._inflight)
+
+    async def stop(self, grace: float = 10.0) -> None:
+        self._stopping = True
+        self._wake.set()
+        if self._main is not None:
+            await asyncio.wait([self._main], timeout=grace)
+        if self._tasks:
+            _, pending = await asyncio.wait(set(self._tasks), timeout=grace)
+            for t in pending:
+                t.cancel()
+            if pending:
+                await asyncio.wait(pending, timeout=5)
+        if self._main is not None and not self._main.done():
+            self._main.cancel()
+        # What was claimed and not finished goes back to the queue as it was.
+        if self._inflight:
+            await asyncio.to_thread(self.store.release, list(self._inflight))
+            self._inflight.clear()
+
+    async def _run(self) -> None:
+        now = self.deps.clock()
+        await asyncio.to_thread(self.store.release_stale_leases, now)
+        await asyncio.to_thread(self.store.remove_orphans, now)
+        while not self._stopping:
+            self._wake.clear()
+            try:
+                await self._tick()
+            except Exception as exc:  # a broken database must not kill the runner
+                self.deps.log("queue.error", error=type(exc).__name__, detail=str(exc)[:200])
+            if self._stopping:
+                break
+            try:
+                await asyncio.wait_for(self._wake.wait(), self.deps.poll_interval)
+            except TimeoutError:
+                pass
+
+    async def _tick(self) -> None:
+        now = self.deps.clock()
+        if self._inflight and now - self._last_renew > LEASE / 4:
+            await asyncio.to_thread(self.store.renew_leases, now + LEASE)
+            self._last_renew = now
+        room = min(CLAIM_BATCH, MAX_IN_FLIGHT - len(self._inflight))
+        if room <= 0:
+            return
+        msgs = await asyncio.to_thread(self.store.claim_due, now, LEASE, room, set(self._inflight))
+        if msgs and not self._inflight:
+            self._last_renew = now
+        for msg in msgs:
+            self._begin(msg)
+        if len(msgs) == room:
+            self._wake.set()  # more may be due
+
+    # -- dispatch -----------------------------------------------------------------------
+    def _begin(self, msg: QueuedMessage) -> None:
+        work = _Work(msg)
+        self._inflight[msg.id] = work
+        if msg.bounce_requested:
+            self._spawn(self._finalize(work, operator_bounce=True))
+            return
+        groups: dict[str, list[QueuedRecipient]] = {}
+        relay = bool(self.deps.config.delivery.relay_host)
+        for r in msg.pending:
+            domain = _domain(r.address)
+            try:
+                local = self.deps.is_local(domain)
+            except Exception:
+                local = False
+            key = _LOCAL if local else (_RELAY if relay else domain)
+            groups.setdefault(key, []).append(r)
+        if not groups:  # all final already (a crash before the DSN was sent)
+            self._spawn(self._finalize(work))
+            return
+        work.outstanding = len(groups)
+        for key, rcpts in groups.items():
+            self._queues.setdefault(key, deque()).append(_Job(work, rcpts))
+            self._ensure_workers(key)
+
+    def _spawn(self, coro: Any) -> None:
+        task: asyncio.Task[None] = asyncio.create_task(coro)
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    def _ensure_workers(self, key: str) -> None:
+        queue = self._queues.get(key)
+        while (
+            queue
+            and not self._stopping
+            and self._workers.get(key, 0) < self._per_domain
+            and self._workers.get(key, 0) < len(queue)
+        ):
+            self._workers[key] = self._workers.get(key, 0) + 1
+            self._spawn(self._worker(key))
+
+    async def _worker(self, key: str) -> None:
+        dest: Destination | None = None
+        queue = self._queues[key]
+        try:
+            async with self._sem:
+                while queue and not self._stopping:
+                    job = queue.popleft()
+                    n = len(job.recipients)
+                    try:
+                        if key == _LOCAL:
+                            outcomes = await self._deliver_local(job)
+                        else:
+                            if dest is None:
+                                dest = await self._destination(key)
+                            outcomes = await dest.send(await self._outbound(job))
+                    except Exception as exc:
+                        self.deps.log("queue.error", id=job.work.msg.id, error=type(exc).__name__)
+                        outcomes = [Outcome("deferred", 451, "4.3.0", "internal error")] * n
+                    await self._job_done(key, job, outcomes)
+        finally:
+            self._workers[key] -= 1
+            if not self._workers[key] and not queue:
+                del self._workers[key]
+                self._queues.pop(key, None)
+            if dest is not None:
+                await dest.close()
+            self._ensure_workers(key)
+
+    async def _destination(self, key: str) -> Destination:
+        cfg = self.deps.config
+        if key == _RELAY:
+            route = relay_route(cfg)
+        else:
+            route = await route_domain(
+                key, resolver=self.deps.resolver, config=cfg, rng=self.deps.rng
+            )
+        return Destination(route, self._settings, self.deps.resolver)
+
+    async def _message_bytes(self, work: _Work) -> bytes:
+        if work.raw is None:
+            work.raw = await asyncio.to_thread(self.store.read_message, work.msg.id)
+        return work.raw
+
+    async def _outbound(self, job: _Job) -> OutboundMessage:
+        work = job.work
+        env = work.msg.envelope
+        if work.signed is None:
+            raw = await self._message_bytes(work)
+            signer = signing.get_signer()
+            work.signed = raw
+            if signer is not None:
+                try:
+                    work.signed = await asyncio.to_thread(signer, raw, _domain(env.mail_from))
+                except Exception as exc:
+                    self.deps.log("queue.sign_failed", id=work.msg.id, error=type(exc).__name__)
+        needs_utf8 = env.smtputf8 or not env.mail_from.isascii()
+        needs_utf8 = needs_utf8 or any(not r.address.isascii() for r in job.recipients)
+        return OutboundMessage(
+            mail_from=env.mail_from,
+            recipients=tuple(r.recipient for r in job.recipients),
+            data=work.signed,
+            eight_bit=env.body is not BodyType.SEVEN_BIT,
+            smtputf8=needs_utf8,
+            ret=env.ret,
+            envid=env.envid,
+        )
+
+    async def _deliver_local(self, job: _Job) -> list[Outcome]:
+        n = len(job.recipients)
+        deliver = self.deps.deliver()
+        if deliver is None:
+            return [Outcome("deferred", 451, "4.3.0", "local delivery is not available")] * n
+        data = await self._message_bytes(job.work)
+        env = dataclasses.replace(
+            job.work.msg.envelope, recipients=tuple(r.recipient for r in job.recipients)
+        )
+        report = await deliver(env, data)
+        by_addr = {o.recipient.address: o for o in report.outcomes}
+        out: list[Outcome] = []
+        for i, r in enumerate(job.recipients):
+            o = by_addr.get(r.address)
+            if o is None and i < len(report.outcomes):
+                o = report.outcomes[i]
+            if o is None:
+                out.append(Outcome("deferred", 451, "4.3.0", "no delivery report"))
+            elif o.ok:
+                out.append(Outcome("delivered", o.code, o.status, o.text, mx="local"))
+            elif 400 <= o.code < 500:
+                out.append(Outcome("deferred", o.code, o.status, o.text, mx="local"))
+            else:
+                out.append(Outcome("bounced", o.code, o.status, o.text, mx="local"))
+        return out
+
+    # -- recording ----------------------------------------------------------------------
+    async def _job_done(self, key: str, job: _Job, outcomes: list[Outcome]) -> None:
+        work = job.work
+        now = self.deps.clock()
+        updates: list[RecipientUpdate] = []
+        for r, o in zip(job.recipients, outcomes, strict=True):
+            r.state = {"delivered": "delivered", "bounced": "bounced"}.get(o.result, "pending")  # type: ignore[assignment]
+            r.attempts += 1
+            reply = f"{o.code} {o.text}" if o.remote else o.text
+            r.last_code, r.last_status, r.last_reply = o.code, o.status, reply
+            if o.mx and key != _LOCAL:
+                r.remote_mta = o.mx
+            r.relayed = o.result == "delivered" and key != _LOCAL and not o.peer_dsn
+            if o.result == "delivered" and o.peer_dsn:
+                r.notified = True  # rfc3461:5.2 NOTIFY went on to the peer, which reports
+            updates.append(
+                RecipientUpdate(
+                    r.idx,
+                    r.state,
+                    o.code,
+                    o.status,
+                    reply,
+                    r.remote_mta,
+                    r.relayed,
+                    notified=r.notified,
+                )
+            )
+            self.deps.log(
+                "queue.attempt",
+                id=work.msg.id,
+                rcpt=r.address,
+                mx=o.mx or "",
+                ip=o.ip or "",
+                tls=o.tls or "",
+                code=o.code,
+                status=o.status,
+                reply=o.text[:300],
+                result=o.result,
+                delay=f"{now - work.msg.created:.1f}",
+            )
+        await asyncio.to_thread(self.store.record, work.msg.id, updates)
+        work.outstanding -= 1
+        if work.outstanding == 0:
+            await self._finalize(work)
+
+    def _retry_delay(self, attempts: int) -> float:
+        schedule = self.deps.config.delivery.retry
+        return schedule[min(max(attempts, 1) - 1, len(schedule) - 1)]
+
+    async def _finalize(self, work: _Work, operator_bounce: bool = False) -> None:
+        try:
+            await self._finalize_inner(work, operator_bounce)
+        finally:
+            self._inflight.pop(work.msg.id, None)
+            work.raw = work.signed = None
+
+    async def _finalize_inner(self, work: _Work, operator_bounce: bool) -> None:
+        msg = work.msg
+        env = msg.envelope
+        cfg = self.deps.config.delivery
+        now = self.deps.clock()
+        age = now - msg.created
+        attempts = msg.attempts + (0 if operator_bounce else 1)
+        forced: list[RecipientUpdate] = []
+        for r in msg.pending:
+            if operator_bounce:
+                r.state, r.last_status = "bounced", "5.0.0"
+                r.last_code, r.last_reply = 550, "removed from the queue by the postmaster"
+            elif age >= cfg.max_queue_time:
+                # rfc5321:4.5.4.1 give up after the configured time; rfc3463 X.4.7.
+                r.state, r.last_status = "bounced", "4.4.7"
+            else:
+                continue
+            forced.append(
+                RecipientUpdate(
+                    r.idx,
+                    "bounced",
+                    r.last_code,
+                    r.last_status,
+                    r.last_reply,
+                    r.remote_mta,
+                    attempted=False,
+                )
+            )
+        if forced:
+            await asyncio.to_thread(self.store.record, msg.id, forced)
+        pending = msg.pending
+        can_notify = bool(env.mail_from) and not env.is_bounce
+        report: list[DSNRecipient] = []
+        reported: list[int] = []
+        for r in msg.recipients:
+            if r.state == "pending" or r.notified:
+                continue
+            reported.append(r.idx)
+            notify = r.notify or DEFAULT_NOTIFY
+            if "NEVER" in notify:
+                continue
+            if r.state == "bounced" and "FAILURE" in notify:
+                report.append(self._dsn_rcpt(r, "failed", now))
+            elif r.state == "delivered" and "SUCCESS" in notify:
+                report.append(self._dsn_rcpt(r, "relayed" if r.relayed else "delivered", now))
+        warned = msg.warned
+        if pending and not warned and age >= cfg.delay_warning:
+            warned = True
+            until = msg.created + cfg.max_queue_time
+            for r in pending:
+                notify = r.notify or DEFAULT_NOTIFY
+                if "DELAY" in notify and "NEVER" not in notify:
+                    report.append(self._dsn_rcpt(r, "delayed", now, until))
+        if report and can_notify and not await self._send_dsn(work, report, now):
+            # Could not hand the DSN over: keep everything as it is and try again later.
+            await asyncio.to_thread(
+                self.store.finish,
+                msg.id,
+                attempts=attempts,
+                next_attempt=now + self._retry_delay(1),
+                warned=msg.warned,
+                delete=False,
+            )
+            return
+        if reported:
+            await asyncio.to_thread(self.store.mark_notified, msg.id, reported)
+        next_attempt = now + self._retry_delay(attempts)
+        if pending:
+            next_attempt = min(next_attempt, msg.created + cfg.max_queue_time)
+            if not warned:
+                next_attempt = min(next_attempt, max(now, msg.created + cfg.delay_warning))
+        await asyncio.to_thread(
+            self.store.finish,
+            msg.id,
+            attempts=attempts,
+            next_attempt=next_attempt,
+            warned=warned,
+            delete=not pending,
+        )
+
+    def _dsn_rcpt(
+        self, r: QueuedRecipient, action: Any, now: float, until: float | None = None
+    ) -> DSNRecipient:
+        remote = r.remote_mta if r.remote_mta and r.remote_mta != "local" else None
+        diagnostic = (
+            r.last_reply if remote and r.last_reply and r.last_reply[:3].isdigit() else None
+        )
+        status = r.last_status or ("2.0.0" if action in ("delivered", "relayed") else "4.0.0")
+        text = r.last_reply or action
+        if action == "failed" and status == "4.4.7":
+            text = f"delivery time expired; last error: {r.last_reply or 'none'}"
+        if action == "delayed" and not status.startswith("4"):
+            status = "4.0.0"
+        return DSNRecipient(
+            address=r.address,
+            action=action,
+            status=status,
+            text=text,
+            orcpt=r.orcpt,
+            remote_mta=remote,
+            diagnostic=diagnostic,
+            last_attempt=now,
+            will_retry_until=until,
+        )
+
+    async def _send_dsn(self, work: _Work, report: list[DSNRecipient], now: float) -> bool:
+        msg = work.msg
+        env = msg.envelope
+        cfg = self.deps.config
+        original = await self._message_bytes(work)
+        dsn = build_dsn(
+            reporting_mta=cfg.hostname,
+            sender=env.mail_from,
+            original=original,
+            recipients=report,
+            arrival=msg.created,
+            now=now,
+            token=secrets.token_hex(8),
+            ret=env.ret,
+            envid=env.envid,
+        )
+        sender = env.mail_from
+        dsn_env = Envelope(
+            mail_from="",
+            recipients=(Recipient(sender, frozenset({"NEVER"})),),
+            body=BodyType.EIGHT_BIT if not dsn.isascii() else BodyType.SEVEN_BIT,
+            smtputf8=not sender.isascii(),
+            is_bounce=True,
+        )
+        actions = ",".join(sorted({r.action for r in report}))
+        deliver = self.deps.deliver()
+        try:
+            if deliver is not None:
+                result = await deliver(dsn_env, dsn)
+                if not result.all_ok:
+                    failed = [o for o in result.outcomes if not o.ok]
+                    temporary = any(400 <= o.code < 500 for o in failed)
+                    self.deps.log(
+                        "queue.dsn",
+                        id=msg.id,
+                        to=sender,
+                        action=actions,
+                        result="refused",
+                        code=failed[0].code if failed else 0,
+                    )
+                    # A refused DSN is dropped (it cannot bounce); a temporary refusal is
+                    # retried while the original is young enough.
+                    return not (temporary and now - msg.created < cfg.delivery.max_queue_time)
+            else:
+                if self.deps.is_local(_domain(sender)):
+                    self.deps.log("queue.dsn", id=msg.id, to=sender, result="no_local_delivery")
+                    return False
+                await asyncio.to_thread(self.store.enqueue_sync, dsn_env, dsn, dsn_env.recipients)
+                self.wake()
+        except Exception as exc:
+            self.deps.log(
+                "queue.dsn", id=msg.id, to=sender, result="error", error=type(exc).__name__
+            )
+            return False
+        self.deps.log("queue.dsn", id=msg.id, to=sender, action=actions, result="sent")
+        return True

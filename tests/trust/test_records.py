@@ -135,3 +135,11 @@ def test_dkim_list_and_remove(tmp_path: Path) -> None:
     assert len(merpati(config, "dkim", "list", "example.test").stdout.splitlines()) == 3
     unknown = merpati(config, "dkim", "remove", "example.test", "r19990101")
     assert unknown.returncode == 1 and "no DKIM selector" in unknown.stderr
+
+
+def test_trusted_networks_config_is_validated(tmp_path: Path) -> None:
+    config = write_config(tmp_path, extra='[policy]\ntrusted_networks = ["10.0.0.0/8", "nope"]')
+    out = merpati(config, "dns", "example.test")
+    assert out.returncode == 2 and "policy.trusted_networks" in out.stderr
+    ok = write_config(tmp_path, extra='[policy]\ntrusted_networks = ["10.0.0.0/8", "::1"]')
+    assert load_config(ok).policy.trusted_networks == ("10.0.0.0/8", "::1")

@@ -59,6 +59,7 @@ def zone(dns_server: DnsServer) -> DnsServer:
 
 
 def make_server(tmp_path: Path, zone: DnsServer, **policy: Any) -> TrustServer:
+    policy.setdefault("trusted_networks", ())  # the loopback client is checked like any other
     srv = TrustServer(tmp_path / "data", zone.port, PolicyConfig(**policy), plaintext_auth=True)
     srv.add_user(ALICE, "alice-pw-1")
     return srv
@@ -220,3 +221,15 @@ def test_signer_for_the_queue(srv: TrustServer) -> None:
     assert signer(msg("x@elsewhere.test"), "elsewhere.test") == msg("x@elsewhere.test")
     # A DSN (null sender) from our hostname's domain is signed when that domain has keys.
     assert b"d=ours.test" in signer(msg("mailer-daemon@ours.test"), "")
+
+
+def test_trusted_network_skips_checks_but_not_stripping(tmp_path: Path, zone: DnsServer) -> None:
+    srv = make_server(tmp_path, zone, trusted_networks=("127.0.0.0/8",), connection_rate_per_ip=1)
+    try:
+        forged = b"Authentication-Results: mx.ours.test; dmarc=pass header.from=rej.test\r\n"
+        send(srv, "a@rej.test", msg("a@rej.test", extra=forged))  # not refused: trusted
+        send(srv, "a@rej.test", msg("a@rej.test"))  # nor rate limited
+        first, _ = srv.folder(ALICE, "INBOX")
+        assert b"Authentication-Results" not in first
+    finally:
+        srv.stop()

@@ -177,6 +177,7 @@ class _Run:
 
     async def start_tls(self, session: Pop3Session) -> None:
         conn = self.conn
+        conn.pause_reading()  # before "+OK": the ClientHello must wait in the kernel
         await self.flush()
         # rfc2595:4 bytes the client sent after STLS and before the handshake are plaintext
         # that must not be taken as commands over TLS: a client doing that is refused.

@@ -137,7 +137,10 @@ class SmtpConnection:
             elif isinstance(event, MailRequest):
                 reply = policy.check_mail(self.app, self.role, session.account, event.command)
                 if reply.positive:  # issue 8: outbound rate per account
-                    reply = trust_hooks.mail_refusal(self.app, session.account) or reply
+                    reply = (
+                        trust_hooks.mail_refusal(self.app, session.account, self.conn.peer_ip)
+                        or reply
+                    )
                 session.respond(reply)
             elif isinstance(event, RcptRequest):
                 reply, address = await policy.check_rcpt(self.app, session.account, event.command)

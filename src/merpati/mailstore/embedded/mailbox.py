@@ -25,6 +25,7 @@ from merpati.mailstore.api import (
     QuotaExceeded,
     StorageFailure,
 )
+from merpati.mailstore.embedded import changes
 from merpati.mailstore.embedded.account import Account
 from merpati.mailstore.embedded.commit import AppendJob
 from merpati.mailstore.embedded.layout import filename, new_basename, write_file
@@ -173,7 +174,7 @@ class EmbeddedMailbox:
     ) -> tuple[list[MessageInfo], list[int]]:
         name = normalise_folder(folder)
         result = await self._call(
-            Account.store_flags,
+            changes.store_flags,
             name,
             list(uids),
             mode.value,
@@ -187,7 +188,7 @@ class EmbeddedMailbox:
     async def copy(self, src: str, uids: Sequence[int], dst: str) -> CopyResult:
         s, d = normalise_folder(src), normalise_folder(dst)
         uidvalidity, pairs = await self._call(
-            Account.transfer, s, list(uids), d, False, self._limit()
+            changes.transfer, s, list(uids), d, False, self._limit()
         )
         if pairs:
             self._notify(d)
@@ -195,7 +196,7 @@ class EmbeddedMailbox:
 
     async def move(self, src: str, uids: Sequence[int], dst: str) -> CopyResult:
         s, d = normalise_folder(src), normalise_folder(dst)
-        uidvalidity, pairs = await self._call(Account.transfer, s, list(uids), d, True, None)
+        uidvalidity, pairs = await self._call(changes.transfer, s, list(uids), d, True, None)
         if pairs:
             self._notify(s)
             self._notify(d)
@@ -203,7 +204,7 @@ class EmbeddedMailbox:
 
     async def expunge(self, folder: str, uids: Sequence[int] | None = None) -> list[int]:
         name = normalise_folder(folder)
-        gone = await self._call(Account.expunge, name, None if uids is None else list(uids))
+        gone = await self._call(changes.expunge, name, None if uids is None else list(uids))
         if gone:
             self._notify(name)
         return gone

@@ -1,5 +1,6 @@
-"""One account's Maildir++ and index, seen from worker threads: every read and write of the
-embedded backend except appends (``commit``) is a method here.
+"""One account's Maildir++ and index, seen from worker threads: opening (build, rebuild,
+orphan clean-up), folders, and every read. Appends are in ``commit``, changes to messages
+(flags, expunge, copy, move) in ``changes``.
 
 Invariants: all methods are blocking and run in a worker thread, never on the event loop.
 Writes hold ``wlock`` and run in ``BEGIN IMMEDIATE`` transactions on the writer connection;

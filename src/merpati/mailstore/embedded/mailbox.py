@@ -52,9 +52,9 @@ class EmbeddedMailbox:
         self._store = store
 
     async def _call(self, fn: Callable[..., T], *args: object) -> T:
-        acct = await self._store.open_account(self.account)
         loop = asyncio.get_running_loop()
         try:
+            acct = await self._store.open_account(self.account)
             return await loop.run_in_executor(self._store.executor, fn, acct, *args)
         except (OSError, sqlite3.Error) as exc:
             # Disk full, permissions, a damaged file: the operation did not happen.
@@ -214,7 +214,10 @@ class EmbeddedMailbox:
 
     async def wait_for_change(self, folder: str, after_modseq: int, timeout: float) -> int:
         name = normalise_folder(folder)
-        acct = await self._store.open_account(self.account)
+        try:
+            acct = await self._store.open_account(self.account)
+        except (OSError, sqlite3.Error) as exc:
+            raise StorageFailure("the mail store could not complete the operation") from exc
         loop = asyncio.get_running_loop()
         deadline = loop.time() + timeout
         feed = self._store.feed
@@ -222,7 +225,7 @@ class EmbeddedMailbox:
         try:
             while True:
                 ev = feed.event(acct, name)
-                current = await loop.run_in_executor(self._store.executor, acct.highestmodseq, name)
+                current = await self._call(Account.highestmodseq, name)
                 remaining = deadline - loop.time()
                 if current > after_modseq or remaining <= 0:
                     return current

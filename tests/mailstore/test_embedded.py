@@ -354,3 +354,25 @@ def test_open_mailstore_from_config(tmp_path: Path) -> None:
     bad = dataclasses.replace(config, storage=StorageConfig(backend="postgresql"))
     with pytest.raises(OperationalError):
         open_mailstore(bad, lambda account: None)
+
+
+def test_idle_accounts_release_their_connections(tmp_path: Path) -> None:
+    accounts = [f"u{i}@example.org" for i in range(6)]
+
+    async def main() -> None:
+        store = EmbeddedMailStore(tmp_path, max_open_accounts=2)
+        try:
+            for _ in range(3):
+                for a in accounts:
+                    box = store.mailbox(a)
+                    r = await box.append("INBOX", msg(len(a)))
+                    assert await box.read("INBOX", r.uid) == msg(len(a))
+            await asyncio.sleep(0.2)  # releases run in the background
+            connected = [a for a in accounts if (await store.open_account(a)).connected]
+            assert len(connected) <= 4
+            for a in accounts:
+                assert [m.uid for m in await store.mailbox(a).messages("INBOX")] == [1, 2, 3]
+        finally:
+            await store.close()
+
+    asyncio.run(main())

@@ -17,6 +17,7 @@ import os
 import shutil
 import sqlite3
 import threading
+import time
 from pathlib import Path
 
 from merpati.mailstore.api import (
@@ -29,6 +30,7 @@ from merpati.mailstore.api import (
     MessageInfo,
     NoSuchFolder,
     NoSuchMessage,
+    StorageFailure,
 )
 from merpati.mailstore.embedded.changes import transfer_rows
 from merpati.mailstore.embedded.index import connect, open_index, transaction
@@ -71,6 +73,8 @@ class Account:
         # Folder counts as of (UIDVALIDITY, HIGHESTMODSEQ): every change bumps the latter.
         self._counts: dict[int, tuple[tuple[int, int], tuple[int, float, float, float]]] = {}
         self._flagsets: dict[str, frozenset[str]] = {}
+        self._closed = False
+        self.last_used = time.monotonic()
 
     # -- opening ------------------------------------------------------------------------------
     def open(self) -> None:
@@ -84,7 +88,6 @@ class Account:
                 # missing one means a crash in the middle of a rename, not work in progress.
                 if self._missing_dirs():
                     self._rebuild_in_txn()
-        self._r = connect(self.root / INDEX_NAME)
 
     def _missing_dirs(self) -> bool:
         w = self._writer()
@@ -104,19 +107,53 @@ class Account:
         self._counts.clear()
 
     def close(self) -> None:
+        """For good (store closing, account removed): later use raises StorageFailure."""
         with self.wlock, self.rlock:
-            for conn in (self._w, self._r):
-                if conn is not None:
-                    conn.close()
-            self._w = self._r = None
+            self._closed = True
+            self._drop_connections()
+
+    def release(self) -> None:
+        """Close the index connections (file descriptors) of an idle account; the next use
+        reopens them. The object, its locks and its caches stay."""
+        with self.wlock, self.rlock:
+            self._drop_connections()
+
+    def _drop_connections(self) -> None:
+        for conn in (self._w, self._r):
+            if conn is not None:
+                conn.close()
+        self._w = self._r = None
+
+    @property
+    def connected(self) -> bool:
+        return self._w is not None or self._r is not None
 
     def _writer(self) -> sqlite3.Connection:
-        assert self._w is not None, "account not open"
+        """The writer connection; the caller holds ``wlock``."""
+        self.last_used = time.monotonic()
+        if self._w is None:
+            if self._closed:
+                raise StorageFailure("the mail store is closed")
+            self._w = connect(self.root / INDEX_NAME)
         return self._w
 
     def _reader(self) -> sqlite3.Connection:
-        assert self._r is not None, "account not open"
+        """The reader connection; the caller holds ``rlock``."""
+        self.last_used = time.monotonic()
+        if self._r is None:
+            if self._closed:
+                raise StorageFailure("the mail store is closed")
+            self._r = connect(self.root / INDEX_NAME)
         return self._r
+
+    def index_stamp(self) -> tuple[int, int]:
+        """Changes with every commit by any process (the WAL file's mtime and size); needs
+        no connection, so the change feed can watch many accounts cheaply."""
+        try:
+            st = os.stat(str(self.root / INDEX_NAME) + "-wal")
+        except FileNotFoundError:
+            return (0, 0)
+        return (st.st_mtime_ns, st.st_size)
 
     # -- folders --------------------------------------------------------------------------------
     def _row(self, conn: sqlite3.Connection, name: str) -> FolderRow:
@@ -442,10 +479,6 @@ class Account:
             return int(
                 self._reader().execute("SELECT value FROM meta WHERE key = 'used'").fetchone()[0]
             )
-
-    def data_version(self) -> int:
-        with self.rlock:
-            return int(self._reader().execute("PRAGMA data_version").fetchone()[0])
 
     # -- changing messages ----------------------------------------------------------------------
     def adjust_used(self, w: sqlite3.Connection, delta: int) -> None:

@@ -14,10 +14,11 @@ import pytest
 from harness import MerpatiServer
 
 POP3_ONLY = ("pop3", "pop3s")
+QUICK_STOP = '[limits]\nshutdown_grace = "1s"\n'
 
 
 def test_serve_pop3_and_pop3s(server_factory: Callable[..., MerpatiServer]) -> None:
-    server = server_factory(listeners=POP3_ONLY)
+    server = server_factory(listeners=POP3_ONLY, extra_toml=QUICK_STOP)
     password = server.add_user("carol@example.org")
     host, port = server.address("pop3")
     client = poplib.POP3(host, port, timeout=10)
@@ -51,7 +52,11 @@ def test_smtp_delivery_then_pop3(server_factory: Callable[..., MerpatiServer]) -
     """Mail in through the MX listener, out through POP3S: byte-exact bodies, UIDL stable
     across sessions, new mail only in the next session, deletion only at QUIT; and plaintext
     credentials where the operator allows them."""
-    srv = server_factory(listeners=("smtp", "imap", "pop3", "pop3s"), allow_plaintext_auth=True)
+    srv = server_factory(
+        listeners=("smtp", "imap", "pop3", "pop3s"),
+        allow_plaintext_auth=True,
+        extra_toml=QUICK_STOP,
+    )
     password = srv.add_user("erin@example.org")
     # allow_plaintext_auth: credentials accepted on the plaintext listener without STLS.
     plain = poplib.POP3(*srv.address("pop3"), timeout=10)

@@ -137,7 +137,10 @@ class SmtpConnection:
             elif isinstance(event, MailRequest):
                 reply = policy.check_mail(self.app, self.role, session.account, event.command)
                 if reply.positive:  # issue 8: outbound rate per account
-                    reply = trust_hooks.mail_refusal(self.app, session.account) or reply
+                    reply = (
+                        trust_hooks.mail_refusal(self.app, session.account, self.conn.peer_ip)
+                        or reply
+                    )
                 session.respond(reply)
             elif isinstance(event, RcptRequest):
                 reply, address = await policy.check_rcpt(self.app, session.account, event.command)
@@ -229,6 +232,7 @@ class SmtpConnection:
         buffered = getattr(self.conn.reader, "_buffer", None)
         if isinstance(buffered, bytearray):
             buffered.clear()
+        await self._flush(final=True)
         try:
             await self.conn.start_tls(timeout=self.limits.command_timeout)
         except (TimeoutError, ConnectionError, ssl.SSLError, OSError, RuntimeError):

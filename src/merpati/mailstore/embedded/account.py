@@ -162,6 +162,12 @@ class Account:
             raise NoSuchFolder(f"no folder named {name}")
         return row
 
+    def row(self, name: str) -> FolderRow:
+        """The folder's row as the index has it (no pickup: appends need none, and must not
+        wait for a commit in progress)."""
+        with self.rlock:
+            return self._row(self._reader(), name)
+
     def fresh_row(self, name: str) -> FolderRow:
         """The folder's row after picking up changes other programs made to its directory."""
         with self.rlock:

@@ -194,4 +194,5 @@ class EmbeddedMailStore:
         for acct in list(self._accounts.values()):
             await loop.run_in_executor(self.executor, acct.close)
         self._accounts.clear()
+        self.committer.shutdown()
         self.executor.shutdown(wait=True)

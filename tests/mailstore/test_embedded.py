@@ -376,3 +376,20 @@ def test_idle_accounts_release_their_connections(tmp_path: Path) -> None:
             await store.close()
 
     asyncio.run(main())
+
+
+def test_folder_names_too_long_for_maildir_are_refused(tmp_path: Path) -> None:
+    import pytest
+
+    from merpati.mailstore.api import InvalidName
+
+    async def body(store: EmbeddedMailStore) -> None:
+        box = store.mailbox(A)
+        await box.create_folder("日本" * 20)  # fits: 40 characters, about 110 bytes encoded
+        with pytest.raises(InvalidName):
+            await box.create_folder("日本" * 50)
+        with pytest.raises(InvalidName):
+            await box.rename_folder("日本" * 20, "日本" * 50)
+        assert (await box.folder("日本" * 20)).messages == 0
+
+    run(body, tmp_path)

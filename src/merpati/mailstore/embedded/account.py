@@ -61,6 +61,18 @@ from merpati.mime.structure import MessageStructure
 _MSG_COLUMNS = "uid, modseq, flags, internaldate, tz, size, uidl"
 
 
+# Maildir++ flattens the hierarchy into one directory name: it must fit the file system's
+# NAME_MAX (255 bytes on Linux file systems).
+MAX_DIRNAME_BYTES = 255
+
+
+def checked_dirname(name: str) -> str:
+    dirname = folder_dirname(name)
+    if len(dirname.encode("utf-8")) > MAX_DIRNAME_BYTES:
+        raise InvalidName("folder name is too long")
+    return dirname
+
+
 class Account:
     def __init__(self, account: str, root: Path, snapshots: SnapshotCache | None = None) -> None:
         self.account = account
@@ -238,7 +250,7 @@ class Account:
                 r.execute("COMMIT")
 
     def _insert_folder(self, w: sqlite3.Connection, name: str, special: str | None) -> None:
-        dirname = folder_dirname(name)
+        dirname = checked_dirname(name)
         make_maildir(self.root / dirname)
         (self.root / dirname / "maildirfolder").touch()  # Maildir++ marks subfolders so
         new_mtime, cur_mtime = dir_mtimes(self.root / dirname)
@@ -308,7 +320,7 @@ class Account:
                     ]
                     for row in rows:
                         name = new + row.name[len(old) :]
-                        dirname = folder_dirname(name)
+                        dirname = checked_dirname(name)
                         src, dst = self.root / row.dirname, self.root / dirname
                         if dst.exists():
                             raise FolderExists(f"folder {name} already exists on disk")

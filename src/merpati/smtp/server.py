@@ -130,7 +130,9 @@ class SmtpConnection:
                 data = await self._read()
                 session.receive_data(data)
             elif event is CLOSE:
-                if self.result == "closed" and session.errors >= self.limits.bad_commands:
+                if self.result == "closed" and session.quit:
+                    self.result = "quit"
+                elif self.result == "closed" and session.errors >= self.limits.bad_commands:
                     self.result = "too-many-errors"
                 await self._flush(final=True)
                 return

@@ -117,6 +117,7 @@ class Session:
         self.errors = 0
         self.transaction: Transaction | None = None
         self.messages = 0  # messages handed to the transport
+        self.quit = False  # the client said QUIT
         self.commands = 0
         self._buf = bytearray()
         self._eof = False
@@ -522,6 +523,7 @@ class Session:
         self._send(replies.NOOP_OK)
 
     def _quit(self, command: c.Quit) -> Event:
+        self.quit = True
         self._send(replies.CLOSING)
         self.state = State.CLOSED
         return CLOSE

@@ -139,7 +139,10 @@ class SmtpConnection:
             elif isinstance(event, MailRequest):
                 reply = policy.check_mail(self.app, self.role, session.account, event.command)
                 if reply.positive:  # issue 8: outbound rate per account
-                    reply = trust_hooks.mail_refusal(self.app, session.account) or reply
+                    reply = (
+                        trust_hooks.mail_refusal(self.app, session.account, self.conn.peer_ip)
+                        or reply
+                    )
                 session.respond(reply)
             elif isinstance(event, RcptRequest):
                 reply, address = await policy.check_rcpt(self.app, session.account, event.command)
@@ -224,12 +227,8 @@ class SmtpConnection:
             await asyncio.shield(self._flush(final=True))
 
     async def _start_tls(self) -> None:
-        # Stop reading before the 220 goes out: the client's ClientHello must stay in the
-        # socket for the TLS layer, not land in the stream reader's buffer where it would be
-        # lost (start_tls resumes reading on the new transport).
-        pause = getattr(self.conn.writer.transport, "pause_reading", None)  # uvloop's too
-        if callable(pause):
-            pause()
+        self.conn.pause_reading()  # before "220 Ready": the ClientHello must wait in the kernel
+        await self._flush(final=True)
         # rfc3207:4.2 nothing read before the handshake may be used after it: drop what the
         # stream reader already holds (asyncio keeps it across start_tls).
         buffered = getattr(self.conn.reader, "_buffer", None)

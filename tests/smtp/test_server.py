@@ -277,3 +277,13 @@ def test_received_names_the_user_only_when_configured(tmp_path: Path) -> None:
         assert b"with ESMTPA id" in head  # no TLS here: plaintext auth was allowed
     finally:
         server.stop()
+
+
+def test_a_broken_lookup_is_a_temporary_failure_not_a_crash(srv: InProcServer) -> None:
+    c = raw(srv)
+    c.cmd("EHLO client.example")
+    assert c.cmd("MAIL FROM:<s@remote.example>").startswith("250")
+    srv.app.accounts.close()  # the account database goes away under the session
+    assert c.cmd("RCPT TO:<alice@example.org>") == "451 4.3.0 Temporary failure, try again later"
+    assert c.cmd("NOOP") == "250 2.0.0 OK"
+    assert c.cmd("QUIT") == "221 2.0.0 Bye"

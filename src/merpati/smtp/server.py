@@ -136,44 +136,65 @@ class SmtpConnection:
                     self.result = "too-many-errors"
                 await self._flush(final=True)
                 return
-            elif isinstance(event, MailRequest):
-                reply = policy.check_mail(self.app, self.role, session.account, event.command)
-                if reply.positive:  # issue 8: outbound rate per account
-                    reply = (
-                        trust_hooks.mail_refusal(self.app, session.account, self.conn.peer_ip)
-                        or reply
-                    )
-                session.respond(reply)
-            elif isinstance(event, RcptRequest):
-                reply, address = await policy.check_rcpt(self.app, session.account, event.command)
-                if reply.positive and session.transaction is not None:  # issue 8: greylisting
-                    grey = await trust_hooks.rcpt_refusal(
-                        self.app,
-                        self.role,
-                        session.account,
-                        self.conn.peer_ip,
-                        session.transaction.mail.address,
-                        address or event.command.address,
-                    )
-                    reply, address = (grey, None) if grey is not None else (reply, address)
-                session.respond(reply, address)
-            elif isinstance(event, AuthRequest):
-                account = await self.app.auth.verify(
-                    event.username, event.password, self.conn.peer_ip
-                )
-                self.app.log.event(
-                    "smtp.auth",
-                    id=self.conn.id,
-                    peer=self.conn.peer_ip,
-                    mechanism=event.mechanism,
-                    user=event.username,
-                    result="ok" if account else "failed",
-                )
-                session.auth_result(account)
-            elif isinstance(event, MessageRequest):
-                session.respond(await self._message(event))
             elif isinstance(event, StartTLSRequest):
                 await self._start_tls()
+            elif isinstance(event, MailRequest | RcptRequest | AuthRequest | MessageRequest):
+                await self._decide(event)
+
+    async def _decide(
+        self, event: MailRequest | RcptRequest | AuthRequest | MessageRequest
+    ) -> None:
+        """Answer one decision event. A failure of a lookup or of delivery gives the client a
+        temporary error (never the exception's text) and leaves the session usable."""
+        session = self.session
+        try:
+            await self._answer(event)
+        except Exception as exc:
+            self.app.log.event(
+                "smtp.error", id=self.conn.id, stage=type(event).__name__, error=type(exc).__name__
+            )
+            if isinstance(event, AuthRequest):
+                session.auth_result(None, replies.AUTH_TEMP)
+            else:
+                session.respond(replies.TEMP_FAILURE)
+
+    async def _answer(
+        self, event: MailRequest | RcptRequest | AuthRequest | MessageRequest
+    ) -> None:
+        session = self.session
+        if isinstance(event, MailRequest):
+            reply = policy.check_mail(self.app, self.role, session.account, event.command)
+            if reply.positive:  # issue 8: outbound rate per account
+                reply = (
+                    trust_hooks.mail_refusal(self.app, session.account, self.conn.peer_ip) or reply
+                )
+            session.respond(reply)
+        elif isinstance(event, RcptRequest):
+            reply, address = await policy.check_rcpt(self.app, session.account, event.command)
+            if reply.positive and session.transaction is not None:  # issue 8: greylisting
+                grey = await trust_hooks.rcpt_refusal(
+                    self.app,
+                    self.role,
+                    session.account,
+                    self.conn.peer_ip,
+                    session.transaction.mail.address,
+                    address or event.command.address,
+                )
+                reply, address = (grey, None) if grey is not None else (reply, address)
+            session.respond(reply, address)
+        elif isinstance(event, AuthRequest):
+            account = await self.app.auth.verify(event.username, event.password, self.conn.peer_ip)
+            self.app.log.event(
+                "smtp.auth",
+                id=self.conn.id,
+                peer=self.conn.peer_ip,
+                mechanism=event.mechanism,
+                user=event.username,
+                result="ok" if account else "failed",
+            )
+            session.auth_result(account)
+        elif isinstance(event, MessageRequest):
+            session.respond(await self._message(event))
 
     async def _read(self) -> bytes:
         session = self.session

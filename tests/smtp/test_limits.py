@@ -167,3 +167,21 @@ def test_auth_failures_are_throttled(tmp_path: Path) -> None:
         c.close()
     finally:
         server.stop()
+
+
+def test_a_command_trickling_in_byte_by_byte_still_times_out(srv: InProcServer) -> None:
+    c = connect(srv)
+    started = time.monotonic()
+    closed_by_server = False
+    for byte in b"NOOP and a very long argument that never ends":
+        try:
+            c.send(bytes([byte]))
+        except OSError:
+            closed_by_server = True
+            break
+        time.sleep(0.1)  # each byte well inside the 0.6 s command timeout
+        if time.monotonic() - started > 3:
+            break
+    if not closed_by_server:
+        assert c.reply() == "421 4.4.2 Timeout, closing connection"
+    assert time.monotonic() - started < 2.5

@@ -34,3 +34,6 @@ ENVID_MAX = 100
 ORCPT_MAX = 500
 # rfc3030:2 a BDAT chunk size is a decimal number; we refuse absurd ones before reading them.
 BDAT_SIZE_DIGITS_MAX = 18
+# NOOP, RSET, VRFY and HELP cost us work and move no mail; a session may send this many
+# (Postfix's smtpd_junk_command_limit has the same default), then gets 421 4.7.0.
+JUNK_COMMANDS_MAX = 100

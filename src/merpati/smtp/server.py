@@ -81,6 +81,10 @@ class SmtpConnection:
             )
         )
         self.idle = False  # waiting for a command outside any transaction
+        # When the command now being read began: a command line must be complete within
+        # command_timeout however slowly its bytes trickle in (rfc5321:4.5.3.2.7).
+        self.command_started = time.monotonic()
+        self.commands_seen = 0
         self.tx_started: float | None = None
         self.result = "closed"
         metrics = app.metrics
@@ -208,6 +212,12 @@ class SmtpConnection:
             self.limits.data_timeout if session.reading_message else self.limits.command_timeout
         )
         deadline_hit = False
+        if session.commands != self.commands_seen or session.reading_message:
+            self.commands_seen, self.command_started = session.commands, now
+        elif not session.reading_message:
+            timeout = max(
+                0.0, min(timeout, self.command_started + self.limits.command_timeout - now)
+            )
         if session.in_transaction:
             if self.tx_started is None:
                 self.tx_started = now

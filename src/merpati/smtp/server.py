@@ -48,7 +48,7 @@ from merpati.smtp.replies import Reply
 from merpati.smtp.session import Role, Session, Settings
 from merpati.trust import hooks as trust_hooks
 
-BUSY_REPLY = b"421 4.7.0 Too many connections, try later\r\n"
+BUSY_REPLY = bytes(replies.BUSY)  # b"421 4.7.0 Too many connections, try later\r\n"
 READ_SIZE = 256 * 1024
 # Stop writing replies to a client that does not read them once this much is unsent.
 WRITE_HIGH_WATER = 64 * 1024

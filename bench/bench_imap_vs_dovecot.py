@@ -133,6 +133,7 @@ async def mix(port: int, clients: int, seconds: float, messages: int) -> tuple[i
         + ["SELECT"] * 15
     )
     latencies: list[float] = []
+    by_op: dict[str, list[float]] = {}
     extra = make_message(7)
 
     async def one(i: int) -> None:
@@ -160,9 +161,22 @@ async def mix(port: int, clients: int, seconds: float, messages: int) -> tuple[i
             else:
                 await c.cmd("SELECT INBOX")
             latencies.append(time.perf_counter() - t)
+            by_op.setdefault(op, []).append(latencies[-1])
         await c.close()
 
+    setup = await login(port, MIX, None)
+    try:
+        await setup.cmd("CREATE Archive")  # Dovecot has no Archive folder by default
+    except RuntimeError:
+        pass  # Merpati creates it with the account
+    await setup.close()
     await asyncio.gather(*(one(i) for i in range(clients)))
+    if os.environ.get("BENCH_BY_OP"):
+        for op, lat in sorted(by_op.items()):
+            print(
+                f"    {op:7} n={len(lat):5} p50 {statistics.median(lat) * 1000:7.2f} ms"
+                f"  max {max(lat) * 1000:8.2f} ms"
+            )
     return len(latencies), latencies
 
 

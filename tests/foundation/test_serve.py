@@ -10,12 +10,14 @@ import subprocess
 import sys
 import time
 import urllib.request
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
 
-from conftest import ServerFactory
 from harness import MerpatiServer, free_port, merpati_env, run_cli
+
+ServerFactory = Callable[..., MerpatiServer]
 
 
 def http_get(srv: MerpatiServer, path: str) -> tuple[int, bytes]:

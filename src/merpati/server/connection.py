@@ -42,9 +42,9 @@ class Connection:
         client to start TLS ("220 Ready", "+OK", "OK Begin"): otherwise the client's
         ClientHello can land in the plaintext stream buffer while ``StreamWriter.start_tls``
         drains, and the handshake never completes. ``start_tls`` resumes reading."""
-        transport = self.writer.transport
-        if isinstance(transport, asyncio.ReadTransport):
-            transport.pause_reading()
+        pause = getattr(self.writer.transport, "pause_reading", None)
+        if callable(pause):
+            pause()
 
     async def start_tls(self, timeout: float = 30.0) -> None:
         """Upgrade to TLS in place (server side). Raises on handshake failure.

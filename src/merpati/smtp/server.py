@@ -232,6 +232,7 @@ class SmtpConnection:
         buffered = getattr(self.conn.reader, "_buffer", None)
         if isinstance(buffered, bytearray):
             buffered.clear()
+        await self._flush(final=True)
         try:
             await self.conn.start_tls(timeout=self.limits.command_timeout)
         except (TimeoutError, ConnectionError, ssl.SSLError, OSError, RuntimeError):

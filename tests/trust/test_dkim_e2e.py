@@ -69,13 +69,17 @@ def make_world(base: Path, extra: str = "") -> Iterator[tuple[MerpatiServer, Dns
         dns.stop()
 
 
-@pytest.fixture
-def world(tmp_path: Path) -> Iterator[tuple[MerpatiServer, DnsServer, Sink]]:
-    with make_world(tmp_path) as w:
+@pytest.fixture(scope="module")
+def world(
+    tmp_path_factory: pytest.TempPathFactory,
+) -> Iterator[tuple[MerpatiServer, DnsServer, Sink]]:
+    # The test client is on loopback: checked like any other, so that our results exist.
+    with make_world(tmp_path_factory.mktemp("e2e"), "[policy]\ntrusted_networks = []\n") as w:
         yield w
 
 
 def wait_for(sink: Sink) -> tuple[str, list[str], bytes]:
+    """The first message the sink got (each test empties the sink first)."""
     deadline = time.monotonic() + 30
     while not sink.messages and time.monotonic() < deadline:
         time.sleep(0.1)
@@ -85,6 +89,7 @@ def wait_for(sink: Sink) -> tuple[str, list[str], bytes]:
 
 def test_outgoing_mail_is_signed_and_verifies(world: tuple[MerpatiServer, DnsServer, Sink]) -> None:
     srv, dns, sink = world
+    sink.messages.clear()
 
     msg = EmailMessage()
     msg["From"] = "Alice <alice@ours.test>"
@@ -112,37 +117,37 @@ def test_outgoing_mail_is_signed_and_verifies(world: tuple[MerpatiServer, DnsSer
     assert verdict.dmarc.result == "pass" and verdict.disposition == "none"
 
 
-def test_alias_forwarding_is_srs_rewritten_and_arc_sealed(tmp_path: Path) -> None:
-    # The test client is on loopback: check it like any other client, so our results exist.
-    with make_world(tmp_path, "[policy]\ntrusted_networks = []\n") as (srv, dns, sink):
-        dns.add_txt("sender.test", "v=spf1 ip4:127.0.0.1 -all")
-        dns.add_txt("_dmarc.sender.test", "v=DMARC1; p=reject")
-        srv.cli("alias", "add", "fwd@ours.test", "bob@remote.test")
-        with smtplib.SMTP(*srv.address("smtp"), timeout=20) as c:
-            c.ehlo("client.sender.test")
-            c.sendmail(
-                "carol@sender.test",
-                ["fwd@ours.test"],
-                b"From: Carol <carol@sender.test>\r\nTo: fwd@ours.test\r\n"
-                b"Subject: forward me\r\n\r\nHello\r\n",
-            )
-        mail_from, rcpts, data = wait_for(sink)
-        assert rcpts == ["bob@remote.test"]
-        assert mail_from.startswith("SRS0=") and mail_from.endswith("=sender.test=carol@ours.test")
-        assert data.startswith(b"ARC-Seal: i=1;") or b"\r\nARC-Seal: i=1;" in data
-        # The next hop: SPF passes for the rewritten sender, the ARC chain validates.
-        config = DNSConfig(nameservers=(("127.0.0.1", dns.port),), timeout=2.0)
-        verdict = asyncio.run(
-            check_inbound(data, mail_from, "mx.ours.test", "127.0.0.1", "mx.remote.test", config)
+def test_alias_forwarding_is_srs_rewritten_and_arc_sealed(
+    world: tuple[MerpatiServer, DnsServer, Sink],
+) -> None:
+    srv, dns, sink = world
+    sink.messages.clear()
+    dns.add_txt("sender.test", "v=spf1 ip4:127.0.0.1 -all")
+    dns.add_txt("_dmarc.sender.test", "v=DMARC1; p=reject")
+    srv.cli("alias", "add", "fwd@ours.test", "bob@remote.test")
+    with smtplib.SMTP(*srv.address("smtp"), timeout=20) as c:
+        c.ehlo("client.sender.test")
+        c.sendmail(
+            "carol@sender.test",
+            ["fwd@ours.test"],
+            b"From: Carol <carol@sender.test>\r\nTo: fwd@ours.test\r\n"
+            b"Subject: forward me\r\n\r\nHello\r\n",
         )
-        assert verdict.spf.result == "pass" and verdict.spf.domain == "ours.test"
-        assert verdict.arc.result == "pass"
-        # DMARC for sender.test cannot pass at the next hop (SPF is now ours.test's): that is
-        # what the ARC set is for, recording that SPF and DMARC passed at our hop.
-        assert verdict.dmarc.result == "fail"
-        aar = (
-            data.split(b"ARC-Authentication-Results:")[1].split(b"ARC-")[0].replace(b"\r\n\t", b" ")
-        )
-        assert b"i=1; mx.ours.test" in aar
-        assert b"spf=pass" in aar and b"smtp.mailfrom=carol@sender.test" in aar
-        assert b"dmarc=pass" in aar
+    mail_from, rcpts, data = wait_for(sink)
+    assert rcpts == ["bob@remote.test"]
+    assert mail_from.startswith("SRS0=") and mail_from.endswith("=sender.test=carol@ours.test")
+    assert data.startswith(b"ARC-Seal: i=1;") or b"\r\nARC-Seal: i=1;" in data
+    # The next hop: SPF passes for the rewritten sender, the ARC chain validates.
+    config = DNSConfig(nameservers=(("127.0.0.1", dns.port),), timeout=2.0)
+    verdict = asyncio.run(
+        check_inbound(data, mail_from, "mx.ours.test", "127.0.0.1", "mx.remote.test", config)
+    )
+    assert verdict.spf.result == "pass" and verdict.spf.domain == "ours.test"
+    assert verdict.arc.result == "pass"
+    # DMARC for sender.test cannot pass at the next hop (SPF is now ours.test's): that is
+    # what the ARC set is for, recording that SPF and DMARC passed at our hop.
+    assert verdict.dmarc.result == "fail"
+    aar = data.split(b"ARC-Authentication-Results:")[1].split(b"ARC-")[0].replace(b"\r\n\t", b" ")
+    assert b"i=1; mx.ours.test" in aar
+    assert b"spf=pass" in aar and b"smtp.mailfrom=carol@sender.test" in aar
+    assert b"dmarc=pass" in aar

@@ -247,7 +247,7 @@ def test_other_process_changes_wake_waiters(tmp_path: Path) -> None:
         out, _ = await proc.communicate()
         t0 = time.monotonic()
         new = await waiter
-        assert time.monotonic() - t0 < 1.0 and new > before
+        assert time.monotonic() - t0 < 1.5 and new > before  # poll 0.3 s; slack for load
         assert [m.uid for m in await box.messages("INBOX")] == [int(out)]
 
     run(body, tmp_path)

@@ -10,6 +10,8 @@ import sys
 import time
 from pathlib import Path
 
+import pytest
+
 from merpati.mailstore.api import DeliveryTarget, FlagMode
 from merpati.mailstore.embedded import EmbeddedMailStore
 from merpati.mailstore.embedded.layout import INDEX_NAME, account_dir
@@ -313,8 +315,6 @@ def test_snapshot_cache_is_bounded_and_stays_correct(tmp_path: Path) -> None:
 def test_failures_write_nothing(tmp_path: Path) -> None:
     import shutil
 
-    import pytest
-
     from merpati.mailstore.api import QuotaExceeded, StorageFailure
 
     async def main() -> None:
@@ -340,8 +340,6 @@ def test_failures_write_nothing(tmp_path: Path) -> None:
 
 def test_open_mailstore_from_config(tmp_path: Path) -> None:
     import dataclasses
-
-    import pytest
 
     from merpati.config import Config, StorageConfig
     from merpati.errors import OperationalError
@@ -379,8 +377,6 @@ def test_idle_accounts_release_their_connections(tmp_path: Path) -> None:
 
 
 def test_folder_names_too_long_for_maildir_are_refused(tmp_path: Path) -> None:
-    import pytest
-
     from merpati.mailstore.api import InvalidName
 
     async def body(store: EmbeddedMailStore) -> None:
@@ -393,3 +389,26 @@ def test_folder_names_too_long_for_maildir_are_refused(tmp_path: Path) -> None:
         assert (await box.folder("日本" * 20)).messages == 0
 
     run(body, tmp_path)
+
+
+def test_account_removed_and_recreated_elsewhere(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from merpati.mailstore.embedded import store as store_module
+
+    monkeypatch.setattr(store_module, "IDENTITY_CHECK_INTERVAL", 0.0)
+
+    async def main() -> None:
+        server = EmbeddedMailStore(tmp_path)
+        cli = EmbeddedMailStore(tmp_path)  # e.g. `merpati user remove` + `user add`
+        try:
+            await server.mailbox(A).append("INBOX", msg(1))
+            await cli.remove_account(A)
+            await cli.mailbox(A).append("INBOX", msg(2))
+            msgs = await server.mailbox(A).messages("INBOX")
+            assert [await server.mailbox(A).read("INBOX", m.uid) for m in msgs] == [msg(2)]
+        finally:
+            await cli.close()
+            await server.close()
+
+    asyncio.run(main())

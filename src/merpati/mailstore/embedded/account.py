@@ -87,6 +87,10 @@ class Account:
         self._flagsets: dict[str, frozenset[str]] = {}
         self._closed = False
         self.last_used = time.monotonic()
+        # The index file this object was opened on, and when that was last compared with the
+        # file on disk (another process may remove the account or rebuild its index).
+        self.index_id: tuple[int, int] | None = None
+        self.checked = time.monotonic()
 
     # -- opening ------------------------------------------------------------------------------
     def open(self) -> None:
@@ -100,6 +104,7 @@ class Account:
                 # missing one means a crash in the middle of a rename, not work in progress.
                 if self._missing_dirs():
                     self._rebuild_in_txn()
+            self.index_id = self.current_index_id()
 
     def _missing_dirs(self) -> bool:
         w = self._writer()
@@ -157,6 +162,14 @@ class Account:
                 raise StorageFailure("the mail store is closed")
             self._r = connect(self.root / INDEX_NAME)
         return self._r
+
+    def current_index_id(self) -> tuple[int, int] | None:
+        """(device, inode) of the index file now on disk; None when there is none."""
+        try:
+            st = os.stat(self.root / INDEX_NAME)
+        except FileNotFoundError:
+            return None
+        return (st.st_dev, st.st_ino)
 
     def index_stamp(self) -> tuple[int, int]:
         """Changes with every commit by any process (the WAL file's mtime and size); needs

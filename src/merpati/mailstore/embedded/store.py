@@ -40,6 +40,8 @@ WORKERS = 8  # threads for file and SQLite work (fsync waits, not CPU, is what t
 # Accounts whose index connections stay open (two connections, up to six descriptors each);
 # idle ones beyond this are released and reopened on their next use.
 MAX_OPEN_ACCOUNTS = 128
+# Seconds between checks that an open account's index is still the file on disk.
+IDENTITY_CHECK_INTERVAL = 2.0
 
 
 class EmbeddedMailStore:
@@ -74,6 +76,14 @@ class EmbeddedMailStore:
 
     async def open_account(self, account: str) -> Account:
         acct = self._accounts.get(account)
+        if acct is not None and time.monotonic() - acct.checked > IDENTITY_CHECK_INTERVAL:
+            acct.checked = time.monotonic()
+            if acct.current_index_id() != acct.index_id:
+                # Removed (and maybe re-created) or rebuilt by another process: start afresh.
+                del self._accounts[account]
+                self.snapshots.drop(account)
+                asyncio.get_running_loop().run_in_executor(self.executor, acct.close)
+                acct = None
         if acct is not None:
             if not acct.connected:
                 self._connected += 1

@@ -98,6 +98,7 @@ class Session:
         self.rev2 = False
         self.utf8 = False
         self.condstore = False
+        self.qresync = False
         self.want_starttls = False
         self.idle_tag: bytes | None = None
         self.saved_uids: list[int] = []  # rfc5182 SEARCHRES "$"
@@ -161,8 +162,9 @@ class Session:
         caps += [
             "LITERAL+", "ENABLE", "IDLE", "ID", "NAMESPACE", "UNSELECT", "UIDPLUS", "MOVE",
             "CHILDREN", "LIST-EXTENDED", "LIST-STATUS", "SPECIAL-USE", "CREATE-SPECIAL-USE",
-            "CONDSTORE", "ESEARCH", "SEARCHRES", "STATUS=SIZE", "QUOTA", "QUOTA=RES-STORAGE",
-            "BINARY", f"APPENDLIMIT={self.config.max_literal}", "UTF8=ACCEPT",
+            "CONDSTORE", "QRESYNC", "ESEARCH", "SEARCHRES", "STATUS=SIZE", "QUOTA",
+            "QUOTA=RES-STORAGE", "BINARY", f"APPENDLIMIT={self.config.max_literal}",
+            "UTF8=ACCEPT",
         ]  # fmt: skip
         return caps
 
@@ -283,7 +285,7 @@ class Session:
             self.state = State.AUTHENTICATED
             return
         view.apply(changes)
-        for line in view.announcements(allow_expunge, not self.rev2, self.condstore):
+        for line in view.announcements(allow_expunge, not self.rev2, self.condstore, self.qresync):
             self.write(line)
 
     def resolve(self, seqset: SequenceSet, uid: bool) -> list[tuple[int, int]]:

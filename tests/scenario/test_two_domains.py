@@ -12,6 +12,7 @@ root is needed; a short retry schedule keeps it quick.
 
 from __future__ import annotations
 
+import contextlib
 import email
 import email.policy
 import imaplib
@@ -80,12 +81,13 @@ class Domain:
             s.send_message(msg)
         return str(msg["Message-ID"])
 
-    def mailbox(self, address: str) -> list[email.message.Message]:
-        """Every message in the account's INBOX, read over POP3 (else IMAP) with TLS."""
+    def mailbox(self, address: str, via: str = "") -> list[email.message.Message]:
+        """Every message in the account's INBOX, read over POP3 (else IMAP) with STLS/STARTTLS;
+        ``via`` picks the protocol."""
         ctx = MerpatiServer.client_tls_context()
-        readers = _readers()
+        via = via or _readers()[0]
         raws: list[bytes] = []
-        if "pop3" in readers:
+        if via == "pop3":
             host, port = self.server.address("pop3")
             pop = poplib.POP3(host, port, timeout=20)
             try:
@@ -95,8 +97,10 @@ class Domain:
                 count, _ = pop.stat()
                 for i in range(1, count + 1):
                     raws.append(b"\r\n".join(pop.retr(i)[1]))
-            finally:
                 pop.quit()
+            except BaseException:
+                pop.close()
+                raise
         else:
             host, port = self.server.address("imap")
             imap = imaplib.IMAP4(host, port, timeout=20)
@@ -108,8 +112,11 @@ class Domain:
                 for num in data[0].split():
                     _, parts = imap.fetch(num, "(BODY.PEEK[])")
                     raws.append(parts[0][1])  # type: ignore[index]
-            finally:
                 imap.logout()
+            except BaseException:
+                with contextlib.suppress(OSError):
+                    imap.shutdown()
+                raise
         return [email.message_from_bytes(r, policy=email.policy.compat32) for r in raws]
 
     def find(self, address: str, message_id: str) -> email.message.Message | None:
@@ -168,6 +175,9 @@ def test_two_domains(domains: tuple[Domain, Domain, DNSServer]) -> None:
     assert got["From"] == "alice@a.test" and got["Subject"] == "hello bob"
     assert "lunch?" in got.get_payload()
     assert got["Received"]  # B's trace header
+    if "pop3" in _readers() and "imap" in _readers():  # the same message over IMAP too
+        fetched = [m for m in b.mailbox("bob@b.test", via="imap") if m["Message-ID"] == mid]
+        assert len(fetched) == 1 and fetched[0]["Subject"] == "hello bob"
     log = a.server.log()
     assert "queue.attempt" in log and "mx=mx1.b.test" in log and "result=delivered" in log
     assert f"ip={B_IP}" in log

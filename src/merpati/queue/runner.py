@@ -71,6 +71,7 @@ class _Work:
     outstanding: int = 0
     raw: bytes | None = None
     signed: bytes | None = None
+    updates: list[RecipientUpdate] = field(default_factory=list)  # written by the finish
 
 
 @dataclass(eq=False)
@@ -318,6 +319,20 @@ class QueueRunner:
 
     # -- recording ----------------------------------------------------------------------
     async def _job_done(self, key: str, job: _Job, outcomes: list[Outcome]) -> None:
+        try:
+            await self._record_job(key, job, outcomes)
+        except Exception as exc:
+            # The database failed us: forget the message here and give its lease back; it
+            # is tried again later (at worst a duplicate, never a loss).
+            msg_id = job.work.msg.id
+            self.deps.log("queue.error", id=msg_id, stage="record", error=type(exc).__name__)
+            if self._inflight.pop(msg_id, None) is not None:
+                try:
+                    await asyncio.to_thread(self.store.release, [msg_id])
+                except Exception:
+                    self.deps.log("queue.error", id=msg_id, stage="release")
+
+    async def _record_job(self, key: str, job: _Job, outcomes: list[Outcome]) -> None:
         work = job.work
         now = self.deps.clock()
         updates: list[RecipientUpdate] = []
@@ -356,10 +371,12 @@ class QueueRunner:
                 result=o.result,
                 delay=f"{now - work.msg.created:.1f}",
             )
-        await asyncio.to_thread(self.store.record, work.msg.id, updates)
         work.outstanding -= 1
         if work.outstanding == 0:
+            work.updates.extend(updates)  # one transaction with the finish
             await self._finalize(work)
+        else:
+            await asyncio.to_thread(self.store.record, work.msg.id, updates)
 
     def _retry_delay(self, attempts: int) -> float:
         schedule = self.deps.config.delivery.retry
@@ -368,6 +385,13 @@ class QueueRunner:
     async def _finalize(self, work: _Work, operator_bounce: bool = False) -> None:
         try:
             await self._finalize_inner(work, operator_bounce)
+        except Exception as exc:
+            msg_id = work.msg.id
+            self.deps.log("queue.error", id=msg_id, stage="finalize", error=type(exc).__name__)
+            try:
+                await asyncio.to_thread(self.store.release, [msg_id])
+            except Exception:
+                self.deps.log("queue.error", id=msg_id, stage="release")
         finally:
             self._inflight.pop(work.msg.id, None)
             work.raw = work.signed = None
@@ -400,8 +424,7 @@ class QueueRunner:
                     attempted=False,
                 )
             )
-        if forced:
-            await asyncio.to_thread(self.store.record, msg.id, forced)
+        work.updates.extend(forced)
         pending = msg.pending
         can_notify = bool(env.mail_from) and not env.is_bounce
         report: list[DSNRecipient] = []
@@ -434,10 +457,9 @@ class QueueRunner:
                 next_attempt=now + self._retry_delay(1),
                 warned=msg.warned,
                 delete=False,
+                updates=work.updates,
             )
             return
-        if reported:
-            await asyncio.to_thread(self.store.mark_notified, msg.id, reported)
         next_attempt = now + self._retry_delay(attempts)
         if pending:
             next_attempt = min(next_attempt, msg.created + cfg.max_queue_time)
@@ -450,6 +472,8 @@ class QueueRunner:
             next_attempt=next_attempt,
             warned=warned,
             delete=not pending,
+            updates=work.updates,
+            notified=reported,
         )
 
     def _dsn_rcpt(

@@ -170,12 +170,14 @@ def _fsync_dir(path: Path) -> None:
 class QueueStore:
     """Synchronous core with ``async`` wrappers that run it in a thread."""
 
-    def __init__(self, root: Path, db: sqlite3.Connection) -> None:
+    def __init__(self, root: Path, db: sqlite3.Connection, fast: sqlite3.Connection) -> None:
         self.root = root
         self.msg_dir = root / "msg"
         self.tmp_dir = root / "tmp"
         self._db = db
         self._lock = threading.Lock()
+        self._fast = fast
+        self._fast_lock = threading.Lock()
         self.owner = f"{socket.gethostname()}:{os.getpid()}:{secrets.token_hex(4)}"
 
     @classmethod
@@ -183,21 +185,25 @@ class QueueStore:
         root = Path(data_dir) / "queue"
         for d in (root, root / "msg", root / "tmp"):
             d.mkdir(parents=True, exist_ok=True, mode=0o700)
-        db = sqlite3.connect(
-            root / "queue.db", isolation_level=None, check_same_thread=False, timeout=30.0
-        )
-        db.execute("PRAGMA busy_timeout=30000")
-        db.execute("PRAGMA journal_mode=WAL")
-        db.execute("PRAGMA synchronous=FULL")
+        db = _connect(root / "queue.db", "FULL")
         db.executescript(_SCHEMA)
-        return cls(root, db)
+        # The runner's bookkeeping (leases, outcomes, deletions) needs no fsync of its own:
+        # a lost commit after a power failure means a retry (a duplicate), never a loss; a
+        # process crash loses nothing. Enqueue and operator commands use the FULL connection.
+        fast = _connect(root / "queue.db", "NORMAL")
+        return cls(root, db, fast)
 
     def close(self) -> None:
         with self._lock:
             self._db.close()
+        with self._fast_lock:
+            self._fast.close()
 
     def _tx(self) -> _Tx:
         return _Tx(self._db, self._lock)
+
+    def _fast_tx(self) -> _Tx:
+        return _Tx(self._fast, self._fast_lock)
 
     # -- enqueue ------------------------------------------------------------------------
     def enqueue_sync(
@@ -310,7 +316,7 @@ class QueueStore:
     def claim_due(
         self, now: float, lease: float, limit: int, exclude: set[str]
     ) -> list[QueuedMessage]:
-        with self._tx() as db:
+        with self._fast_tx() as db:
             ids = [
                 r[0]
                 for r in db.execute(
@@ -331,7 +337,7 @@ class QueueStore:
             return self._load(db, [r for r in rows if r is not None])
 
     def renew_leases(self, until: float) -> None:
-        with self._tx() as db:
+        with self._fast_tx() as db:
             db.execute(
                 "UPDATE messages SET lease_until = ? WHERE lease_owner = ?", (until, self.owner)
             )
@@ -340,7 +346,7 @@ class QueueStore:
         """Release leases held by processes of this host that are no longer running."""
         host = socket.gethostname()
         released = 0
-        with self._tx() as db:
+        with self._fast_tx() as db:
             for qid, owner in db.execute(
                 "SELECT id, lease_owner FROM messages WHERE lease_owner IS NOT NULL"
                 " AND lease_until > ?",
@@ -363,7 +369,7 @@ class QueueStore:
 
     def release(self, ids: list[str]) -> None:
         """Give claimed messages back unchanged (a stopping runner)."""
-        with self._tx() as db:
+        with self._fast_tx() as db:
             db.executemany(
                 "UPDATE messages SET lease_owner = NULL, lease_until = 0"
                 " WHERE id = ? AND lease_owner = ?",
@@ -379,40 +385,31 @@ class QueueStore:
 
     # -- recording outcomes -------------------------------------------------------------
     def record(self, qid: str, updates: list[RecipientUpdate]) -> None:
-        with self._tx() as db:
-            db.executemany(
-                "UPDATE recipients SET state = ?, attempts = attempts + ?, last_code = ?,"
-                " last_status = ?, last_reply = ?, remote_mta = coalesce(?, remote_mta),"
-                " relayed = ?, notified = max(notified, ?) WHERE message_id = ? AND idx = ?",
-                [
-                    (
-                        u.state,
-                        1 if u.attempted else 0,
-                        u.code,
-                        u.status,
-                        u.reply,
-                        u.remote_mta,
-                        int(u.relayed),
-                        int(u.notified),
-                        qid,
-                        u.idx,
-                    )
-                    for u in updates
-                ],
-            )
+        with self._fast_tx() as db:
+            _record(db, qid, updates)
 
     def mark_notified(self, qid: str, idxs: list[int]) -> None:
-        with self._tx() as db:
-            db.executemany(
-                "UPDATE recipients SET notified = 1 WHERE message_id = ? AND idx = ?",
-                [(qid, i) for i in idxs],
-            )
+        with self._fast_tx() as db:
+            _mark_notified(db, qid, idxs)
 
     def finish(
-        self, qid: str, *, attempts: int, next_attempt: float, warned: bool, delete: bool
+        self,
+        qid: str,
+        *,
+        attempts: int,
+        next_attempt: float,
+        warned: bool,
+        delete: bool,
+        updates: list[RecipientUpdate] | None = None,
+        notified: list[int] | None = None,
     ) -> None:
-        """End an attempt: delete the message, or reschedule it and release the lease."""
-        with self._tx() as db:
+        """End an attempt in one transaction: record the last outcomes, then delete the
+        message, or reschedule it and release the lease."""
+        with self._fast_tx() as db:
+            if updates and not delete:
+                _record(db, qid, updates)
+            if notified and not delete:
+                _mark_notified(db, qid, notified)
             if delete:
                 db.execute("DELETE FROM recipients WHERE message_id = ?", (qid,))
                 db.execute("DELETE FROM messages WHERE id = ?", (qid,))
@@ -475,6 +472,44 @@ class QueueStore:
                 except FileNotFoundError:
                     continue
         return removed
+
+
+def _connect(path: Path, synchronous: str) -> sqlite3.Connection:
+    db = sqlite3.connect(path, isolation_level=None, check_same_thread=False, timeout=30.0)
+    db.execute("PRAGMA busy_timeout=30000")
+    db.execute("PRAGMA journal_mode=WAL")
+    db.execute(f"PRAGMA synchronous={synchronous}")
+    return db
+
+
+def _record(db: sqlite3.Connection, qid: str, updates: list[RecipientUpdate]) -> None:
+    db.executemany(
+        "UPDATE recipients SET state = ?, attempts = attempts + ?, last_code = ?,"
+        " last_status = ?, last_reply = ?, remote_mta = coalesce(?, remote_mta),"
+        " relayed = ?, notified = max(notified, ?) WHERE message_id = ? AND idx = ?",
+        [
+            (
+                u.state,
+                1 if u.attempted else 0,
+                u.code,
+                u.status,
+                u.reply,
+                u.remote_mta,
+                int(u.relayed),
+                int(u.notified),
+                qid,
+                u.idx,
+            )
+            for u in updates
+        ],
+    )
+
+
+def _mark_notified(db: sqlite3.Connection, qid: str, idxs: list[int]) -> None:
+    db.executemany(
+        "UPDATE recipients SET notified = 1 WHERE message_id = ? AND idx = ?",
+        [(qid, i) for i in idxs],
+    )
 
 
 def _pid_alive(pid: int) -> bool:

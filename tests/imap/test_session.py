@@ -503,3 +503,12 @@ def test_qresync() -> None:
     assert out.startswith(b"* VANISHED (EARLIER) 1:3\r\n")
     a.cmd("g STORE 1 +FLAGS.SILENT (\\Deleted)")
     assert a.cmd("h EXPUNGE") == b"* VANISHED 4\r\nh OK EXPUNGE completed\r\n"
+
+
+def test_too_many_auth_failures_end_the_session() -> None:
+    c = Client()
+    for i in range(4):
+        assert c.cmd(f"a{i} LOGIN alice@example.org wrong").startswith(b"a%d NO" % i)
+    out = c.cmd("z LOGIN alice@example.org wrong")
+    assert out == b"* BYE Too many authentication failures\r\n"
+    assert c.session.closed

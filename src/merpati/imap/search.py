@@ -74,6 +74,39 @@ def needs(key: SearchKey) -> tuple[bool, bool]:
     return st, data
 
 
+_CONTENT_KEYS = _STRUCT_KEYS | _DATA_KEYS
+
+
+def prefilter(
+    key: SearchKey, m: Candidate, largest_seq: int, largest_uid: int, saved: set[int]
+) -> bool | None:
+    """Decide ``key`` from metadata alone: True or False, or None when a content key
+    (header, body) decides. Lets SEARCH UNSEEN FROM x read only the unseen messages."""
+    name = key.name
+    if name in _CONTENT_KEYS:
+        return None
+    if name == "AND":
+        undecided = False
+        for k in key.children:
+            r = prefilter(k, m, largest_seq, largest_uid, saved)
+            if r is False:
+                return False
+            undecided = undecided or r is None
+        return None if undecided else True
+    if name == "OR":
+        undecided = False
+        for k in key.children:
+            r = prefilter(k, m, largest_seq, largest_uid, saved)
+            if r is True:
+                return True
+            undecided = undecided or r is None
+        return None if undecided else False
+    if name == "NOT":
+        r = prefilter(key.children[0], m, largest_seq, largest_uid, saved)
+        return None if r is None else not r
+    return matches(key, m, largest_seq, largest_uid, saved)
+
+
 def matches(
     key: SearchKey, m: Candidate, largest_seq: int, largest_uid: int, saved: set[int]
 ) -> bool:
@@ -231,4 +264,4 @@ def _collect_text(data: bytes, part: BodyPart, out: list[str], depth: int) -> No
         out.append(raw.decode("utf-8", "replace"))
 
 
-__all__ = ["Candidate", "filter_header", "matches", "needs"]
+__all__ = ["Candidate", "filter_header", "matches", "needs", "prefilter"]

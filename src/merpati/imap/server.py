@@ -93,6 +93,7 @@ async def serve(app: App, conn: Connection) -> None:
         tls_active=conn.tls_active,
         log=log,
         count=count,
+        gather=asyncio.gather,
     )
     started = time.monotonic()
     result = "closed"

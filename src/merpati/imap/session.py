@@ -13,6 +13,7 @@ from __future__ import annotations
 import enum
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
+from typing import Any
 
 from merpati.auth import sasl
 from merpati.imap import commands as c
@@ -56,6 +57,14 @@ OpenMailbox = Callable[[str], Mailbox]
 Sink = Callable[[bytes], Awaitable[None]]
 Logger = Callable[..., None]
 Counter = Callable[[str, str], None]  # (command, status) for metrics
+# Runs store calls concurrently (the transport passes asyncio.gather); the default awaits them
+# one after the other, which keeps this module free of asyncio.
+Gather = Callable[..., Awaitable[list[Any]]]
+
+
+async def sequential(*aws: Awaitable[Any]) -> list[Any]:
+    return [await a for a in aws]
+
 
 FLUSH_AT = 256 * 1024  # hand output to the transport when this much is buffered
 
@@ -82,6 +91,7 @@ class Session:
         log: Logger | None = None,
         preauth: str | None = None,
         count: Counter | None = None,
+        gather: Gather = sequential,
     ) -> None:
         self.config = config
         self.verify = verify
@@ -89,6 +99,7 @@ class Session:
         self._sink = sink
         self.log: Logger = log or (lambda event, **kw: None)
         self.count: Counter = count or (lambda command, status: None)
+        self.gather = gather
         self.tls_active = tls_active
         self.framer = Framer(config.max_line, config.max_literal)
         self.state = State.NOT_AUTHENTICATED

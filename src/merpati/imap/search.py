@@ -14,6 +14,7 @@ import binascii
 import datetime as dt
 import email.header
 import email.utils
+from collections import OrderedDict
 from dataclasses import dataclass
 
 from merpati.imap.parse.searchkey import SearchKey
@@ -27,6 +28,32 @@ _STRUCT_KEYS = frozenset({"BCC", "CC", "FROM", "SUBJECT", "TO", "SENTBEFORE", "S
 _DATA_KEYS = frozenset({"BODY", "TEXT", "HEADER"})
 
 
+FieldKey = tuple[str, str, int, int]  # (account, folder, uidvalidity, uid)
+
+
+class SearchFieldCache:
+    """The decoded search header fields of recently searched messages, shared by the sessions
+    of a process (bounded, least recently used out). A message's content never changes under
+    its (folder, UIDVALIDITY, UID), so entries need no invalidation. Without it, every
+    header search would read every candidate's structure from the store again."""
+
+    def __init__(self, max_entries: int) -> None:
+        self.max_entries = max_entries
+        self._entries: OrderedDict[FieldKey, tuple[tuple[str, str], ...]] = OrderedDict()
+
+    def get(self, key: FieldKey) -> tuple[tuple[str, str], ...] | None:
+        value = self._entries.get(key)
+        if value is not None:
+            self._entries.move_to_end(key)
+        return value
+
+    def put(self, key: FieldKey, value: tuple[tuple[str, str], ...]) -> None:
+        self._entries[key] = value
+        self._entries.move_to_end(key)
+        while len(self._entries) > self.max_entries:
+            self._entries.popitem(last=False)
+
+
 @dataclass(slots=True)
 class Candidate:
     seq: int
@@ -35,6 +62,7 @@ class Candidate:
     recent: bool
     structure: MessageStructure | None = None
     data: bytes | None = None
+    fields: tuple[tuple[str, str], ...] | None = None  # search_headers from the cache
     _headers: dict[str, list[str]] | None = None
     _body: str | None = None
 
@@ -48,8 +76,11 @@ class Candidate:
                     self._headers.setdefault(key.strip().lower(), []).append(
                         _decode_words(value.strip())
                     )
-            elif self.structure is not None:
-                for key, value in self.structure.search_headers:
+            else:
+                fields = self.fields
+                if fields is None and self.structure is not None:
+                    fields = self.structure.search_headers
+                for key, value in fields or ():
                     self._headers.setdefault(key, []).append(value)
         return self._headers.get(name.lower(), [])
 
@@ -264,4 +295,4 @@ def _collect_text(data: bytes, part: BodyPart, out: list[str], depth: int) -> No
         out.append(raw.decode("utf-8", "replace"))
 
 
-__all__ = ["Candidate", "filter_header", "matches", "needs", "prefilter"]
+__all__ = ["Candidate", "SearchFieldCache", "filter_header", "matches", "needs", "prefilter"]

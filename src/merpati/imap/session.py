@@ -23,6 +23,7 @@ from merpati.imap.parse import ParseError
 from merpati.imap.parse.command import parse_command, parse_tag
 from merpati.imap.parse.seqset import SequenceSet
 from merpati.imap.responses import Refused, Result, status_line, store_error
+from merpati.imap.search import SearchFieldCache
 from merpati.imap.view import SelectedView
 from merpati.mailstore.api import Mailbox, MailStoreError, NoSuchFolder
 
@@ -92,6 +93,7 @@ class Session:
         preauth: str | None = None,
         count: Counter | None = None,
         gather: Gather = sequential,
+        field_cache: SearchFieldCache | None = None,
     ) -> None:
         self.config = config
         self.verify = verify
@@ -100,6 +102,7 @@ class Session:
         self.log: Logger = log or (lambda event, **kw: None)
         self.count: Counter = count or (lambda command, status: None)
         self.gather = gather
+        self.field_cache = field_cache or SearchFieldCache(10_000)
         self.tls_active = tls_active
         self.framer = Framer(config.max_line, config.max_literal)
         self.state = State.NOT_AUTHENTICATED

@@ -59,8 +59,10 @@ class SelectedView:
         messages: list[MessageInfo],
         highestmodseq: int,
         recent_count: int = 0,
+        uidvalidity: int = 0,
     ) -> None:
         self.folder = folder
+        self.uidvalidity = uidvalidity
         self.readonly = readonly
         self.uids: list[int] = [m.uid for m in messages]
         self.info: dict[int, MessageInfo] = {m.uid: m for m in messages}

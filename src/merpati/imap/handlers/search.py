@@ -63,13 +63,28 @@ async def search(s: Session, cmd: c.Command) -> Result:
                 undecided.append((seq, uid))
         elif verdict:
             found.append((seq, uid, info.modseq))
-    # Phase 2: read what the content keys need, a batch of messages at a time.
+    # Phase 2: header keys are answered from the shared field cache where it can; the rest
+    # is read from the store, a batch of messages at a time.
+    cache = s.field_cache
+    account = s.account or ""
+    if not need_data:
+        missing: list[tuple[int, int]] = []
+        for seq, uid in undecided:
+            fields = cache.get((account, view.folder, view.uidvalidity, uid))
+            if fields is None:
+                missing.append((seq, uid))
+                continue
+            cand = Candidate(seq, uid, view.info[uid], uid in view.recent, fields=fields)
+            if matches(key, cand, largest_seq, largest_uid, saved):
+                found.append((seq, uid, cand.info.modseq))
+        undecided = missing
     for start in range(0, len(undecided), CONTENT_BATCH):
         batch = undecided[start : start + CONTENT_BATCH]
         loaded = await s.gather(*[_load(box, view.folder, uid, need_data) for _, uid in batch])
         for (seq, uid), got in zip(batch, loaded, strict=True):
             if got is None:
                 continue
+            cache.put((account, view.folder, view.uidvalidity, uid), got[0].search_headers)
             cand = Candidate(seq, uid, view.info[uid], uid in view.recent, got[0], got[1])
             if matches(key, cand, largest_seq, largest_uid, saved):
                 found.append((seq, uid, cand.info.modseq))

@@ -41,7 +41,9 @@ async def select(s: Session, cmd: c.Command) -> Result:
     info = await box.folder(name)
     messages = await box.messages(info.name)
     readonly = cmd.name == "EXAMINE"
-    view = SelectedView(info.name, readonly, messages, info.highestmodseq, info.recent)
+    view = SelectedView(
+        info.name, readonly, messages, info.highestmodseq, info.recent, info.uidvalidity
+    )
     keywords: set[str] = set()
     for flagset in {m.flags for m in messages}:  # few distinct sets even in huge mailboxes
         keywords.update(f for f in flagset if not f.startswith("\\"))

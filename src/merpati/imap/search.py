@@ -14,6 +14,7 @@ import binascii
 import datetime as dt
 import email.header
 import email.utils
+import functools
 from collections import OrderedDict
 from dataclasses import dataclass
 
@@ -67,6 +68,13 @@ class Candidate:
     _body: str | None = None
 
     def header_values(self, name: str) -> list[str]:
+        name = name.lower()
+        if self.data is None:
+            # The decoded search fields: a short tuple, scanned directly (no dict per message).
+            fields = self.fields
+            if fields is None:
+                fields = self.structure.search_headers if self.structure is not None else ()
+            return [v for k, v in fields if k == name]
         if self._headers is None:
             self._headers = {}
             if self.data is not None and self.structure is not None:
@@ -152,6 +160,9 @@ def matches(
         return any(matches(k, m, largest_seq, largest_uid, saved) for k in key.children)
     if name == "NOT":
         return not matches(key.children[0], m, largest_seq, largest_uid, saved)
+    if name in _ADDRESS_KEYS:
+        needle = _needle(key.text)
+        return any(needle in v.casefold() for v in m.header_values(_ADDRESS_KEYS[name]))
     if name == "ALL":
         return True
     if name == "RECENT":
@@ -187,9 +198,7 @@ def matches(
     if name in ("SENTBEFORE", "SENTON", "SENTSINCE"):
         sent = _sent_day(m)
         return sent is not None and _compare_day(name[4:], sent, key.day)
-    needle = (key.text or b"").decode("utf-8", "replace").casefold()
-    if name in ("FROM", "TO", "CC", "BCC", "SUBJECT"):
-        return any(needle in v.casefold() for v in m.header_values(name.lower()))
+    needle = _needle(key.text)
     if name == "HEADER":
         field = (key.field or b"").decode("ascii", "replace")
         values = m.header_values(field)
@@ -204,6 +213,14 @@ def matches(
                 return True
         return needle in m.body_text()
     return False
+
+
+_ADDRESS_KEYS = {"FROM": "from", "TO": "to", "CC": "cc", "BCC": "bcc", "SUBJECT": "subject"}
+
+
+@functools.lru_cache(maxsize=256)
+def _needle(text: bytes | None) -> str:
+    return (text or b"").decode("utf-8", "replace").casefold()
 
 
 _FLAG_KEYS = {

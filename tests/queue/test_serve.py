@@ -9,6 +9,7 @@ import os
 import signal
 import subprocess
 import sys
+import urllib.request
 from pathlib import Path
 from typing import Any
 
@@ -74,6 +75,11 @@ def test_running_server_delivers_and_obeys_queue_commands(
         wait_sync(lambda: 1 in _ids(ts.sink), what="delivery of a message queued elsewhere")
         wait_sync(lambda: store.get(now_id) is None, what="removal after delivery")
         assert "queue.attempt" in srv.log() and "mx=mx.b.test" in srv.log()
+        host, port = srv.address("http")
+        with urllib.request.urlopen(f"http://{host}:{port}/metrics", timeout=10) as resp:
+            metrics = resp.read().decode()
+        assert 'merpati_queue_attempts_total{result="delivered"} 1.0' in metrics
+        assert "merpati_queue_messages 0.0" in metrics
 
         later = store.enqueue_sync(env, _message(2), (Recipient("later@b.test"),))
         wait_sync(lambda: (store.get(later) or _never()).attempts == 1, what="first attempt")

@@ -443,3 +443,30 @@ def test_data_rejection_and_timeout(harness: HarnessFactory) -> None:
         assert g["status"] == "5.7.1" and g["diagnostic-code"] == "smtp; 554 5.7.1 spam"
 
     run(with_sink(harness, body, FakeSMTP(data_reply=data)))
+
+
+def test_smtputf8_requested_but_not_needed_is_sent_plainly(harness: HarnessFactory) -> None:
+    async def body(h: Harness, sink: FakeSMTP) -> None:
+        await h.store.enqueue(env(smtputf8=True), MSG, rcpts("bob@b.test"))
+        h.runner.wake()
+        await h.idle()
+        assert len(sink.transactions) == 1
+        assert "SMTPUTF8" not in sink.transactions[0].mail_params
+        assert h.local.dsns() == []
+
+    run(with_sink(harness, body, FakeSMTP(extensions=["PIPELINING"])))
+
+
+def test_flush_during_an_attempt_is_not_lost(harness: HarnessFactory) -> None:
+    async def body(h: Harness, sink: FakeSMTP) -> None:
+        qid = await h.store.enqueue(env(), MSG, rcpts("bob@b.test"))
+        h.runner.wake()
+        await wait_until(lambda: h.runner.in_flight == 1)
+        assert h.store.flush(time.time()) == 1  # while the first attempt is under way
+        await wait_until(lambda: len(h.log.named("queue.attempt")) >= 2, 10)
+        m = h.store.get(qid)
+        assert m is None or m.attempts >= 1
+
+    # the first attempt stalls 0.5 s at the end of DATA, then fails; retry is an hour away
+    sink = FakeSMTP(stall_after_data=0.5, data_reply=lambda t: b"451 4.3.0 later\r\n")
+    run(with_sink(harness, body, sink, retry=(3600.0,)))

@@ -36,6 +36,7 @@ from merpati.queue import signing
 from merpati.queue.client import Timeouts
 from merpati.queue.dsn import DSNRecipient, build_dsn
 from merpati.queue.routing import relay_route, route_domain
+from merpati.queue.smtpproto import needs_smtputf8
 from merpati.queue.store import QueuedMessage, QueuedRecipient, QueueStore, RecipientUpdate
 from merpati.queue.transport import Destination, OutboundMessage, Outcome, TransportSettings
 
@@ -279,14 +280,15 @@ class QueueRunner:
                     work.signed = await asyncio.to_thread(signer, raw, _domain(env.mail_from))
                 except Exception as exc:
                     self.deps.log("queue.sign_failed", id=work.msg.id, error=type(exc).__name__)
-        needs_utf8 = env.smtputf8 or not env.mail_from.isascii()
-        needs_utf8 = needs_utf8 or any(not r.address.isascii() for r in job.recipients)
+        addresses = [r.address for r in job.recipients]
+        needs_utf8 = needs_smtputf8(env.mail_from, addresses, work.signed)
         return OutboundMessage(
             mail_from=env.mail_from,
             recipients=tuple(r.recipient for r in job.recipients),
             data=work.signed,
             eight_bit=env.body is not BodyType.SEVEN_BIT,
-            smtputf8=needs_utf8,
+            smtputf8=env.smtputf8,
+            needs_smtputf8=needs_utf8,
             ret=env.ret,
             envid=env.envid,
         )

@@ -19,6 +19,7 @@ __all__ = [
     "auth_plain",
     "data_payload",
     "mail_command",
+    "needs_smtputf8",
     "rcpt_command",
     "xtext",
 ]
@@ -202,6 +203,18 @@ def data_payload(message: bytes) -> bytes:
     if body.startswith(b"."):
         body = b"." + body
     return body.replace(b"\r\n.", b"\r\n..") + b".\r\n"
+
+
+def needs_smtputf8(mail_from: str, recipients: list[str], message: bytes) -> bool:
+    """rfc6531:3.4 a message needs an SMTPUTF8 peer when an envelope address or its header
+    (rfc6532) is not ASCII; an 8-bit body alone only needs 8BITMIME."""
+    if not mail_from.isascii() or not all(r.isascii() for r in recipients):
+        return True
+    end = message.find(b"\r\n\r\n")
+    if end < 0:
+        end = message.find(b"\n\n")
+    head = message if end < 0 else message[:end]
+    return not head.isascii()
 
 
 def auth_plain(username: str, password: str) -> bytes:

@@ -48,7 +48,8 @@ class OutboundMessage:
     recipients: tuple[Recipient, ...]
     data: bytes
     eight_bit: bool = False
-    smtputf8: bool = False
+    smtputf8: bool = False  # the sender asked for SMTPUTF8
+    needs_smtputf8: bool = False  # and the message cannot go without it (rfc6531:3.4)
     ret: str | None = None
     envid: str | None = None
 
@@ -115,7 +116,7 @@ class Destination:
         if ext.size and size > ext.size:  # rfc1870:6.1 do not send what the peer refuses
             text = f"message of {size} bytes exceeds the {ext.size} bytes {mx} accepts"
             return [Outcome("bounced", 552, "5.3.4", text, False, mx, ip, tls)] * n
-        if msg.smtputf8 and not ext.has("SMTPUTF8"):
+        if msg.needs_smtputf8 and not ext.has("SMTPUTF8"):
             # rfc6531:3.4 a message that needs SMTPUTF8 cannot go to a server without it.
             text = f"{mx} does not support SMTPUTF8, which this message needs"
             return [Outcome("bounced", 553, "5.6.7", text, False, mx, ip, tls)] * n
@@ -124,7 +125,7 @@ class Destination:
             ext,
             size=size,
             eight_bit=msg.eight_bit,
-            smtputf8=msg.smtputf8,
+            smtputf8=msg.smtputf8 or msg.needs_smtputf8,
             ret=msg.ret,
             envid=msg.envid,
         )

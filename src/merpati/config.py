@@ -12,6 +12,7 @@ This module does no I/O apart from reading the file; it never creates the data d
 from __future__ import annotations
 
 import dataclasses
+import ipaddress
 import os
 import re
 import tomllib
@@ -214,6 +215,9 @@ class PolicyConfig:
     connection_rate_per_ip: int = _field(60, "int", "new connections per minute per IP")
     outbound_rate_per_account: int = _field(500, "int", "messages per hour per account")
     srs_secret: str = _field("", "str", "empty: generated in data_dir")
+    trusted_networks: tuple[str, ...] = _field(
+        ("127.0.0.0/8", "::1/128"), "cidrs", "clients exempt from inbound checks and rate limits"
+    )
 
 
 @dataclass(frozen=True, slots=True)
@@ -262,6 +266,12 @@ def _parse_value(kind: str, value: object, base: Path) -> object:
     if kind == "strs":
         if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
             raise ValueError("expected a list of strings")
+        return tuple(value)
+    if kind == "cidrs":
+        if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
+            raise ValueError('expected a list of networks such as "192.0.2.0/24"')
+        for v in value:
+            ipaddress.ip_network(v, strict=False)  # raises ValueError naming the value
         return tuple(value)
     if kind == "listen":
         if not isinstance(value, list):

@@ -133,8 +133,11 @@ def test_literal_limit_and_line_limit(server_factory: Callable[..., MerpatiServe
     m.logout()
 
 
-def test_preauth_timeout(server_factory: Callable[..., MerpatiServer]) -> None:
-    srv = server_factory("[limits]\nimap_preauth_timeout = 1\n", listeners=("imaps",))
+def test_timeouts(server_factory: Callable[..., MerpatiServer]) -> None:
+    srv = server_factory(
+        "[limits]\nimap_preauth_timeout = 1\nimap_idle_timeout = 2\n", listeners=("imaps",)
+    )
+    srv.add_user(USER, PASSWORD)
     ctx = MerpatiServer.client_tls_context()
     with (
         socket.create_connection(srv.address("imaps"), timeout=10) as raw,
@@ -145,6 +148,14 @@ def test_preauth_timeout(server_factory: Callable[..., MerpatiServer]) -> None:
         start = time.monotonic()
         assert f.readline() == b"* BYE Autologout; idle for too long\r\n"
         assert 0.5 < time.monotonic() - start < 5
+    m = imaplib.IMAP4_SSL(*srv.address("imaps"), ssl_context=ctx, timeout=10)
+    m.login(USER, PASSWORD)
+    time.sleep(1.2)  # longer than the pre-login timeout, shorter than the idle one
+    assert m.noop()[0] == "OK"
+    start = time.monotonic()
+    line = m.readline()
+    assert line == b"* BYE Autologout; idle for too long\r\n"
+    assert 1.5 < time.monotonic() - start < 6
 
 
 def test_idle_wakes_within_a_second(connect: Connect) -> None:

@@ -10,7 +10,10 @@ from merpati.imap.session import SessionConfig
 from merpati.mailstore.memory import MemoryMailStore
 
 A = "alice@example.org"
-SIMPLE = b"From: Joe <joe@example.com>\r\nSubject: hello\r\nDate: Mon, 2 Mar 2020 10:00:00 +0000\r\n\r\nHello world\r\n"
+SIMPLE = (
+    b"From: Joe <joe@example.com>\r\nSubject: hello\r\n"
+    b"Date: Mon, 2 Mar 2020 10:00:00 +0000\r\n\r\nHello world\r\n"
+)
 
 
 def test_greeting_and_state_table() -> None:
@@ -170,9 +173,9 @@ def test_fetch_sets_seen_unless_peek() -> None:
     append(c.store, A, SIMPLE)
     c.select()
     out = c.cmd("a FETCH 1 (BODY.PEEK[HEADER.FIELDS (SUBJECT)])")
-    assert (
-        out
-        == b"* 1 FETCH (BODY[HEADER.FIELDS (SUBJECT)] {18}\r\nSubject: hello\r\n\r\n)\r\na OK FETCH completed\r\n"
+    assert out == (
+        b"* 1 FETCH (BODY[HEADER.FIELDS (SUBJECT)] {18}\r\nSubject: hello\r\n\r\n)\r\n"
+        b"a OK FETCH completed\r\n"
     )
     out = c.cmd("b FETCH 1 (RFC822.TEXT)")
     assert b"RFC822.TEXT {13}\r\nHello world\r\n FLAGS (\\Seen \\Recent))" in out
@@ -182,10 +185,12 @@ def test_fetch_sets_seen_unless_peek() -> None:
 NESTED = (
     b"From: a@example.com\r\nTo: b@example.com, Group: c@example.com;\r\nSubject: nested\r\n"
     b'MIME-Version: 1.0\r\nContent-Type: multipart/mixed; boundary="B1"\r\n\r\n'
-    b"--B1\r\nContent-Type: text/plain; charset=utf-8\r\nContent-Transfer-Encoding: quoted-printable\r\n\r\n"
+    b"--B1\r\nContent-Type: text/plain; charset=utf-8\r\n"
+    b"Content-Transfer-Encoding: quoted-printable\r\n\r\n"
     b"caf=C3=A9\r\n"
     b"--B1\r\nContent-Type: message/rfc822\r\n\r\n"
-    b"From: inner@example.com\r\nSubject: inner\r\nContent-Type: multipart/alternative; boundary=B2\r\n\r\n"
+    b"From: inner@example.com\r\nSubject: inner\r\n"
+    b"Content-Type: multipart/alternative; boundary=B2\r\n\r\n"
     b"--B2\r\nContent-Type: text/plain\r\n\r\ninner text\r\n"
     b"--B2\r\nContent-Type: text/html\r\n\r\n<p>inner</p>\r\n--B2--\r\n"
     b"--B1--\r\n"
@@ -232,17 +237,30 @@ def test_fetch_sections_nested() -> None:
 def test_search_keys() -> None:
     c = Client().login()
     box = c.store.mailbox(A)
+    date = b"Date: Mon, 2 Mar 2020 10:00:00 +0000\r\n"
     msgs = [
-        (b"From: Ann <ann@example.com>\r\nTo: x@y\r\nSubject: Invoice 42\r\nDate: Mon, 2 Mar 2020 10:00:00 +0000\r\nX-Tag: red\r\n\r\nPlease pay.\r\n", ("\\Seen",)),
-        (b"From: Bob <bob@example.com>\r\nSubject: =?utf-8?q?Gr=C3=BC=C3=9Fe?=\r\nDate: Tue, 3 Mar 2020 10:00:00 +0000\r\n\r\nHallo Welt\r\n", ("\\Flagged", "$Work")),
-        (b"From: ann@example.com\r\nCc: Carl <carl@example.com>\r\nSubject: big\r\n\r\n" + b"z" * 5000 + b"\r\n", ("\\Deleted",)),
-    ]  # fmt: skip
+        (
+            b"From: Ann <ann@example.com>\r\nTo: x@y\r\nSubject: Invoice 42\r\n"
+            + date
+            + b"X-Tag: red\r\n\r\nPlease pay.\r\n",
+            ("\\Seen",),
+        ),
+        (
+            b"From: Bob <bob@example.com>\r\nSubject: =?utf-8?q?Gr=C3=BC=C3=9Fe?=\r\n"
+            + date.replace(b"Mon, 2", b"Tue, 3")
+            + b"\r\nHallo Welt\r\n",
+            ("\\Flagged", "$Work"),
+        ),
+        (
+            b"From: ann@example.com\r\nCc: Carl <carl@example.com>\r\nSubject: big\r\n\r\n"
+            + b"z" * 5000
+            + b"\r\n",
+            ("\\Deleted",),
+        ),
+    ]
     for data, flags in msgs:
-        run(
-            box.append(
-                "INBOX", data, flags, internaldate=1583150000.0 + len(data), internaldate_tz=0
-            )
-        )
+        when = 1583150000.0 + len(data)
+        run(box.append("INBOX", data, flags, internaldate=when, internaldate_tz=0))
     c.select()
 
     def search(criteria: str) -> list[int]:
@@ -422,3 +440,36 @@ def test_id_namespace_noop_logout() -> None:
     assert c.cmd("c LOGOUT") == b"* BYE Logging out\r\nc OK LOGOUT completed\r\n"
     assert c.session.closed
     assert c.cmd("d NOOP") == b""
+
+
+def test_append_copy_into_selected_mailbox_announce_exists() -> None:
+    c = Client().login()
+    append(c.store, A, SIMPLE)
+    c.select()
+    out = c.cmd(b"a APPEND INBOX {%d+}\r\n" % len(SIMPLE) + SIMPLE)
+    assert out.startswith(b"* 2 EXISTS\r\n* 2 RECENT\r\n") and b"a OK [APPENDUID" in out
+    out = c.cmd("b COPY 1:2 INBOX")
+    assert out.startswith(b"* 4 EXISTS\r\n") and b"b OK [COPYUID" in out
+    assert b" 1:2 3:4]" in out
+
+
+def test_rev2_and_condstore_unsolicited_updates() -> None:
+    store = MemoryMailStore()
+    append(store, A, SIMPLE)
+    a = Client(store).login()
+    b = Client(store).login()
+    a.cmd("e ENABLE IMAP4rev2 CONDSTORE")
+    a.select()
+    b.select()
+    b.cmd("s STORE 1 +FLAGS (\\Answered)")
+    out = a.cmd("n NOOP")
+    assert out.startswith(b"* 1 FETCH (UID 1 FLAGS (\\Answered) MODSEQ (")
+    assert b"\\Recent" not in out
+
+
+def test_idle_in_authenticated_state() -> None:
+    c = Client().login()
+    assert c.cmd("i IDLE") == b"+ idling\r\n"
+    run(c.session.idle_poll())
+    assert c.take() == b""
+    assert c.cmd("DONE") == b"i OK IDLE terminated\r\n"

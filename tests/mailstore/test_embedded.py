@@ -52,7 +52,8 @@ def test_persists_and_keeps_flags_in_file_names(tmp_path: Path) -> None:
     assert r.name == "alice" and r.parent.name == "example.org"
     cur = sorted(os.listdir(r / "cur"))
     assert len(cur) == 2 and cur[0].endswith(":2,RT") != cur[1].endswith(":2,RT")
-    assert any(n.endswith(":2,S") for n in cur)
+    assert any(n.endswith(":2,Sa") for n in cur)  # keyword $Work is Dovecot letter a
+    assert (r / "dovecot-keywords").read_text() == "0 $Work\n"
     assert os.listdir(r / "new") == []
     assert (r / ".Projects.2024" / "cur").is_dir() and (r / ".Projects" / "cur").is_dir()
     assert os.listdir(r / ".Projects.2024" / "cur")[0].endswith(":2,F")
@@ -78,7 +79,7 @@ def test_rebuild_from_maildir_when_index_lost_or_corrupt(tmp_path: Path) -> None
     async def write(store: EmbeddedMailStore) -> tuple[int, list[str]]:
         box = store.mailbox(A)
         for i in range(5):
-            await box.append("INBOX", msg(i), flags=["\\Seen"] if i % 2 else [])
+            await box.append("INBOX", msg(i), flags=["\\Seen", "Work"] if i % 2 else [])
         await box.append("Archive", msg(9))
         return (await box.folder("INBOX")).uidvalidity, [
             m.uidl for m in await box.messages("INBOX")
@@ -99,7 +100,7 @@ def test_rebuild_from_maildir_when_index_lost_or_corrupt(tmp_path: Path) -> None
             msgs = await box.messages("INBOX")
             assert [m.uidl for m in msgs] == uidls  # POP3 UIDLs survive a rebuild
             assert [m.flags for m in msgs] == [
-                frozenset({"\\Seen"}) if i % 2 else frozenset() for i in range(5)
+                frozenset({"\\Seen", "Work"}) if i % 2 else frozenset() for i in range(5)
             ]
             assert [await box.read("INBOX", m.uid) for m in msgs] == [msg(i) for i in range(5)]
             assert (await box.folder("Archive")).messages == 1
@@ -116,7 +117,7 @@ def test_pickup_of_mail_dropped_into_new_and_external_changes(tmp_path: Path) ->
         r = root(tmp_path)
         before = (await box.folder("INBOX")).highestmodseq
         waiter = asyncio.create_task(box.wait_for_change("INBOX", before, 10.0))
-        await asyncio.sleep(0.1)
+        await asyncio.sleep(1.5)  # past the poller's first rounds: only its checks can see it
         t0 = time.monotonic()
         # Another MDA delivers the Maildir way: tmp/ then rename into new/.
         (r / "tmp" / "1700000000.X1.otherhost").write_bytes(msg(2))
@@ -277,3 +278,79 @@ def test_many_concurrent_appenders_and_readers(tmp_path: Path) -> None:
         assert (await box.folder("INBOX")).messages == 200
 
     run(body, tmp_path)
+
+
+def test_snapshot_cache_is_bounded_and_stays_correct(tmp_path: Path) -> None:
+    from merpati.mailstore.embedded.snapshots import Snapshot, SnapshotCache
+
+    cache = SnapshotCache(budget=5)
+    cache.put("a", 1, Snapshot(1, 1, {i: None for i in range(3)}))  # type: ignore[misc]
+    cache.put("a", 2, Snapshot(1, 1, {i: None for i in range(3)}))  # type: ignore[misc]
+    assert cache.get("a", 1) is None and cache.get("a", 2) is not None
+
+    async def body(store: EmbeddedMailStore) -> None:
+        box = store.mailbox(A)
+        for folder in ("INBOX", "Archive"):
+            for i in range(4):
+                await box.append(folder, msg(i))
+        for _ in range(2):
+            for folder in ("INBOX", "Archive"):
+                await box.store_flags(folder, [2], FlagMode.ADD, ["\\Seen"])
+                msgs = await box.messages(folder)
+                assert [m.uid for m in msgs] == [1, 2, 3, 4]
+                assert msgs[1].flags == frozenset({"\\Seen"})
+
+    async def main() -> None:
+        store = EmbeddedMailStore(tmp_path, snapshot_budget=5)
+        try:
+            await body(store)
+        finally:
+            await store.close()
+
+    asyncio.run(main())
+
+
+def test_failures_write_nothing(tmp_path: Path) -> None:
+    import shutil
+
+    import pytest
+
+    from merpati.mailstore.api import QuotaExceeded, StorageFailure
+
+    async def main() -> None:
+        store = EmbeddedMailStore(tmp_path, {A: 100}.get)
+        try:
+            box = store.mailbox(A)
+            await box.append("INBOX", b"x" * 60)
+            with pytest.raises(QuotaExceeded):
+                await box.append("INBOX", b"y" * 60)
+            r = root(tmp_path)
+            assert len(os.listdir(r / "new")) == 1 and os.listdir(r / "tmp") == []
+            shutil.rmtree(r / ".Sent" / "tmp")  # the disk refuses the write
+            with pytest.raises(StorageFailure):
+                await box.append("Sent", b"z")
+            assert (await box.folder("Sent")).messages == 0
+            (r / ".Sent" / "tmp").mkdir()
+            assert (await box.append("Sent", b"z")).uid == 1
+        finally:
+            await store.close()
+
+    asyncio.run(main())
+
+
+def test_open_mailstore_from_config(tmp_path: Path) -> None:
+    import dataclasses
+
+    import pytest
+
+    from merpati.config import Config, StorageConfig
+    from merpati.errors import OperationalError
+    from merpati.mailstore import open_mailstore
+
+    config = Config(data_dir=tmp_path)
+    store = open_mailstore(config, lambda account: None)
+    assert isinstance(store, EmbeddedMailStore)
+    asyncio.run(store.close())
+    bad = dataclasses.replace(config, storage=StorageConfig(backend="postgresql"))
+    with pytest.raises(OperationalError):
+        open_mailstore(bad, lambda account: None)

@@ -45,6 +45,8 @@ class Driver:
     max_errors: int = 10
     in_use: bool = False
     gone: frozenset[int] = frozenset()  # uids "expunged through IMAP" after login
+    unreadable: frozenset[int] = frozenset()  # uids whose read fails in the store
+    store_fails: bool = False  # the store refuses to open the maildrop / to commit
 
     def __post_init__(self) -> None:
         self.session = Pop3Session(
@@ -90,6 +92,8 @@ class Driver:
             elif isinstance(action, OpenMaildrop):
                 if self.in_use:
                     s.maildrop_in_use()
+                elif self.store_fails:
+                    s.maildrop_failed()
                 else:
                     infos = [
                         info(
@@ -100,6 +104,8 @@ class Driver:
                         for uid, data in sorted(self.messages.items())
                     ]
                     s.maildrop_opened(action.account, infos)
+            elif isinstance(action, FetchMessage) and action.uid in self.unreadable:
+                s.message_unreadable()
             elif isinstance(action, FetchMessage):
                 s.message_fetched(None if action.uid in self.gone else self.messages[action.uid])
             elif isinstance(action, MarkSeen):
@@ -107,6 +113,8 @@ class Driver:
             elif isinstance(action, StartTLS):
                 self.tls_upgrades += 1
                 s.tls_started()
+            elif isinstance(action, Commit) and self.store_fails:
+                s.commit_failed()
             elif isinstance(action, Commit):
                 self.commits.append(action.uids)
                 for uid in action.uids:

@@ -1,17 +1,22 @@
-"""Interop: fetchmail (Debian package) fetching over POP3S and over POP3 + STLS into an mbox."""
+"""Interop: fetchmail (Debian package) fetching from a real `merpati serve` over POP3S and over
+POP3 + STLS into an mbox; the mail goes in through the server's SMTP listener."""
 
 from __future__ import annotations
 
 import getpass
 import mailbox
 import os
+import poplib
 import shutil
+import smtplib
 import subprocess
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from pop3_util import PASSWORD, InProcessServer, make_message
+from pop3_util import make_message
+
+from harness import MerpatiServer
 
 pytestmark = pytest.mark.interop
 
@@ -19,16 +24,34 @@ FETCHMAIL = shutil.which("fetchmail")
 
 
 @pytest.fixture(scope="module")
-def srv(tmp_path_factory: pytest.TempPathFactory) -> Iterator[InProcessServer]:
+def srv(tmp_path_factory: pytest.TempPathFactory) -> Iterator[MerpatiServer]:
     if FETCHMAIL is None:
         pytest.skip("fetchmail not installed (Debian package fetchmail; `make test` installs it)")
-    server = InProcessServer(tmp_path_factory.mktemp("fetchmail"), plaintext=False)
+    server = MerpatiServer(
+        tmp_path_factory.mktemp("fetchmail"), listeners=("smtp", "pop3", "pop3s")
+    )
+    server.start()
     yield server
     server.stop()
 
 
+def deliver(srv: MerpatiServer, rcpt: str, messages: list[bytes]) -> None:
+    with smtplib.SMTP(*srv.address("smtp"), timeout=10) as smtp:
+        for m in messages:
+            smtp.sendmail("sender@example.net", [rcpt], m)
+
+
+def inbox_count(srv: MerpatiServer, user: str, password: str) -> int:
+    client = poplib.POP3_SSL(*srv.address("pop3s"), timeout=10, context=srv.client_tls_context())
+    client.user(user)
+    client.pass_(password)
+    count = client.stat()[0]
+    client.quit()
+    return count
+
+
 def run_fetchmail(
-    srv: InProcessServer, home: Path, user: str, implicit_tls: bool, keep: bool
+    srv: MerpatiServer, home: Path, user: str, password: str, implicit_tls: bool, keep: bool
 ) -> tuple[int, str]:
     home.mkdir(exist_ok=True)
     mbox = home / "inbox.mbox"
@@ -44,7 +67,8 @@ def run_fetchmail(
     rc.write_text(
         f"set no bouncemail\n"
         f"poll 127.0.0.1 with proto POP3 port {port} uidl\n"
-        f'  user "{user}" there with password "{PASSWORD}" is "{getpass.getuser()}" here\n'
+        f'  user "{user}" there with password "{password}" is "{getpass.getuser()}" here\n'
+        # sslproto without ssl: fetchmail insists on STLS. No certificate check: self-signed.
         f"  {'ssl ' if implicit_tls else ''}sslproto 'TLS1.2+' no sslcertck\n"
         f"  {'keep' if keep else 'nokeep'}\n"
         f'  mda "{mda}"\n'
@@ -77,14 +101,13 @@ def fetched(home: Path) -> list[mailbox.mboxMessage]:
     return list(mailbox.mbox(str(path))) if path.exists() else []
 
 
-def test_fetchmail_pop3s_keep_then_delete(srv: InProcessServer, tmp_path: Path) -> None:
+def test_fetchmail_pop3s_keep_then_delete(srv: MerpatiServer, tmp_path: Path) -> None:
     user = "fm-implicit@example.org"
-    srv.add_user(user)
+    password = srv.add_user(user)
     sent = [make_message(i, size=2000 * i, subject=f"fetch {i}") for i in range(1, 4)]
-    for m in sent:
-        srv.append(user, m)
+    deliver(srv, user, sent)
     home = tmp_path / "home"
-    code, log = run_fetchmail(srv, home, user, implicit_tls=True, keep=True)
+    code, log = run_fetchmail(srv, home, user, password, implicit_tls=True, keep=True)
     assert code == 0, log
     got = fetched(home)
     assert sorted(m["Subject"] for m in got) == ["fetch 1", "fetch 2", "fetch 3"], log
@@ -93,28 +116,27 @@ def test_fetchmail_pop3s_keep_then_delete(srv: InProcessServer, tmp_path: Path) 
         # 8-bit bodies arrive byte for byte (fetchmail hands the MDA LF line ends).
         body = raw.split(b"\r\n\r\n", 1)[1].replace(b"\r\n", b"\n")
         assert b"\n\n" + body in raw_mbox
-    assert len(srv.inbox(user)) == 3, "keep leaves mail on the server"
+    assert inbox_count(srv, user, password) == 3, "keep leaves mail on the server"
     # Second run with the same id file: nothing new is fetched (UIDL), still all kept.
-    code, log = run_fetchmail(srv, home, user, implicit_tls=True, keep=True)
+    code, log = run_fetchmail(srv, home, user, password, implicit_tls=True, keep=True)
     assert code == 1, log  # 1: no mail
     assert len(fetched(home)) == 3
     # Without keep, fetchmail deletes what it fetched.
     (home / "fetchids").unlink()
     (home / "inbox.mbox").unlink()
-    code, log = run_fetchmail(srv, home, user, implicit_tls=True, keep=False)
+    code, log = run_fetchmail(srv, home, user, password, implicit_tls=True, keep=False)
     assert code == 0, log
     assert len(fetched(home)) == 3
-    assert srv.inbox(user) == []
+    assert inbox_count(srv, user, password) == 0
 
 
-def test_fetchmail_stls(srv: InProcessServer, tmp_path: Path) -> None:
+def test_fetchmail_stls(srv: MerpatiServer, tmp_path: Path) -> None:
     user = "fm-stls@example.org"
-    srv.add_user(user)
-    for i in range(1, 3):
-        srv.append(user, make_message(i, subject=f"stls {i}"))
+    password = srv.add_user(user)
+    deliver(srv, user, [make_message(i, subject=f"stls {i}") for i in range(1, 3)])
     home = tmp_path / "home"
-    code, log = run_fetchmail(srv, home, user, implicit_tls=False, keep=False)
+    code, log = run_fetchmail(srv, home, user, password, implicit_tls=False, keep=False)
     assert code == 0, log
-    assert "STLS" in log
+    assert "POP3> STLS" in log
     assert sorted(m["Subject"] for m in fetched(home)) == ["stls 1", "stls 2"]
-    assert srv.inbox(user) == []
+    assert inbox_count(srv, user, password) == 0

@@ -4,6 +4,7 @@ material and accounts of the real server), driven by poplib."""
 from __future__ import annotations
 
 import poplib
+import smtplib
 from collections.abc import Callable
 
 import pytest
@@ -44,10 +45,57 @@ def test_serve_pop3_and_pop3s(server_factory: Callable[..., MerpatiServer]) -> N
     assert "pop3.session" in server.log()
 
 
-def test_serve_plaintext_auth_when_allowed(server_factory: Callable[..., MerpatiServer]) -> None:
-    srv = server_factory(listeners=POP3_ONLY, allow_plaintext_auth=True)
-    password = srv.add_user("dave@example.org")
-    client = poplib.POP3(*srv.address("pop3"), timeout=10)
-    client.user("dave@example.org")
-    assert client.pass_(password).startswith(b"+OK")
-    assert client.quit().startswith(b"+OK")
+def test_smtp_delivery_then_pop3(server_factory: Callable[..., MerpatiServer]) -> None:
+    """Mail in through the MX listener, out through POP3S: byte-exact bodies, UIDL stable
+    across sessions, new mail only in the next session, deletion only at QUIT; and plaintext
+    credentials where the operator allows them."""
+    srv = server_factory(listeners=("smtp", "pop3", "pop3s"), allow_plaintext_auth=True)
+    password = srv.add_user("erin@example.org")
+    # allow_plaintext_auth: credentials accepted on the plaintext listener without STLS.
+    plain = poplib.POP3(*srv.address("pop3"), timeout=10)
+    assert "USER" in plain.capa()
+    plain.user("erin@example.org")
+    assert plain.pass_(password).startswith(b"+OK erin@example.org has 0 messages")
+    plain.quit()
+    bodies = [
+        b"Line one\r\n.starts with a dot\r\n..two dots\r\n\r\nend " + bytes([48 + i]) + b"\r\n"
+        for i in range(3)
+    ]
+
+    def send(i: int) -> None:
+        msg = (
+            f"From: someone@example.net\r\nTo: erin@example.org\r\nSubject: m{i}\r\n"
+            f"Message-ID: <m{i}@example.net>\r\n\r\n"
+        ).encode() + bodies[i]
+        with smtplib.SMTP(*srv.address("smtp"), timeout=10) as smtp:
+            smtp.sendmail("someone@example.net", ["erin@example.org"], msg)
+
+    send(0)
+    send(1)
+
+    def login() -> poplib.POP3_SSL:
+        client = poplib.POP3_SSL(
+            *srv.address("pop3s"), timeout=10, context=srv.client_tls_context()
+        )
+        client.user("erin@example.org")
+        client.pass_(password)
+        return client
+
+    client = login()
+    assert client.stat()[0] == 2
+    first_uidls = client.uidl()[1]
+    for n in (1, 2):
+        text = b"".join(line + b"\r\n" for line in client.retr(n)[1])
+        assert text.endswith(b"\r\n\r\n" + bodies[n - 1])
+        assert b"Received: " in text
+    send(2)
+    assert client.stat()[0] == 2, "the maildrop is the INBOX as it was at login"
+    client.dele(1)
+    client.quit()
+
+    client = login()
+    uidls = client.uidl()[1]
+    assert len(uidls) == 2
+    assert uidls[0].split()[1] == first_uidls[1].split()[1], "UIDL survives renumbering"
+    assert b"".join(line + b"\r\n" for line in client.retr(2)[1]).endswith(bodies[2])
+    client.quit()

@@ -8,16 +8,16 @@ import itertools
 import poplib
 import socket
 import ssl
+import subprocess
+import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-
-pytest.importorskip("merpati.mailstore.memory", reason="the in-memory mail store is not merged")
-
 from pop3_util import PASSWORD, InProcessServer, auth_plain, client_tls, make_message
 
+from harness import merpati_env
 from merpati.mailstore.api import FlagMode
 from merpati.pop3.lock import MaildropLocks
 
@@ -98,6 +98,12 @@ def test_retr_top_uidl_byte_exact(srv: InProcessServer, user: str) -> None:
     finally:
         client.close()
     assert all("\\Seen" in info.flags for info in srv.inbox(user)), "RETR sets \\Seen"
+    for _ in range(100):  # the session's end is logged just after the client has its reply
+        if b"merpati_pop3_retrieved_total" in srv.app.metrics.render():
+            break
+        time.sleep(0.02)
+    assert b'merpati_pop3_sessions_total{result="quit"}' in srv.app.metrics.render()
+    assert f"account={user} retrieved=3 deleted=0 result=quit" in srv.log.getvalue()
 
 
 def test_top_does_not_set_seen(srv: InProcessServer, user: str) -> None:
@@ -189,19 +195,34 @@ def test_second_session_in_use(srv: InProcessServer, user: str) -> None:
 
 
 def test_lock_held_by_another_process(srv: InProcessServer, user: str) -> None:
-    """A second MaildropLocks on the same directory stands for another `merpati serve`:
-    its flock() lock excludes ours."""
-    other = MaildropLocks(srv.config.data_dir / "pop3-locks")
-    lock = other.acquire(user)
-    assert lock is not None
+    """Another process (as a second `merpati serve` on the same data dir would) holding the
+    account's flock() lock makes this server answer IN-USE."""
+    holder = subprocess.Popen(
+        [
+            sys.executable,
+            "-c",
+            "import sys; from pathlib import Path; from merpati.pop3.lock import MaildropLocks\n"
+            "lock = MaildropLocks(Path(sys.argv[1])).acquire(sys.argv[2])\n"
+            "print('held' if lock else 'busy', flush=True); sys.stdin.read()",
+            str(srv.config.data_dir / "pop3-locks"),
+            user,
+        ],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        env=merpati_env(),
+        text=True,
+    )
     try:
+        assert holder.stdout is not None and holder.stdout.readline() == "held\n"
         client = srv.pop3s()
         client.user(user)
         with pytest.raises(poplib.error_proto, match=r"\[IN-USE\]"):
             client.pass_(PASSWORD)
         client.quit()
     finally:
-        lock.release()
+        holder.communicate("", timeout=10)
+    client = srv.login(user)  # the other process is gone, and with it its lock
+    client.quit()
 
 
 def test_auth_plain_login_and_failures(srv: InProcessServer, user: str) -> None:
@@ -321,3 +342,44 @@ def test_limits(tmp_path: Path) -> None:
         b.close()
     finally:
         srv.stop()
+
+
+def test_shutdown_tells_idle_sessions(tmp_path: Path) -> None:
+    """Server stopping: an idle logged-in session is told to come back; nothing is deleted."""
+    srv = InProcessServer(tmp_path, plaintext=True)
+    try:
+        user = "shut@example.org"
+        srv.add_user(user)
+        srv.append(user, make_message(1))
+        client = srv.pop3()
+        client.user(user)
+        client.pass_(PASSWORD)
+        client.dele(1)
+        srv.loop.call_soon_threadsafe(srv.app.stopping.set)
+        client.sock.settimeout(10)
+        assert client.file.readline().startswith(b"-ERR [SYS/TEMP] server shutting down")
+        assert client.file.readline() == b""
+        client.close()
+        assert len(srv.inbox(user)) == 1
+    finally:
+        srv.stop()
+
+
+def test_retr_any_order_with_read_ahead(srv: InProcessServer, user: str) -> None:
+    """The transport reads ahead for in-order RETRs; out-of-order access still gets the
+    right bytes, and deleted or skipped messages do not confuse it."""
+    messages = [make_message(i, size=500 + 700 * i) for i in range(12)]
+    for m in messages:
+        srv.append(user, m)
+    client = srv.login(user)
+    order = [1, 2, 3, 9, 4, 12, 11, 5, 5, 6, 8, 7, 10]
+    client.dele(6)
+    for n in order:
+        if n == 6:
+            with pytest.raises(poplib.error_proto, match="already deleted"):
+                client.retr(n)
+            continue
+        assert body_of(client.retr(n)[1]) == messages[n - 1], n
+    client.rset()
+    assert body_of(client.retr(6)[1]) == messages[5]
+    client.quit()

@@ -7,7 +7,8 @@ import base64
 import pytest
 from pop3_driver import ACCOUNT, PASSWORD, Driver
 
-from merpati.pop3.session import NEED_DATA, Close, Pop3Session, SessionError, State
+from merpati.pop3.actions import NEED_DATA, Close, Send
+from merpati.pop3.session import Pop3Session, SessionError, State
 
 MSG1 = b"Subject: one\r\nFrom: a@example.org\r\n\r\nline 1\r\n.hidden dot\r\nline 3\r\n"
 MSG2 = b"Subject: two\r\n\r\n\xe9t\xe9 8-bit \x00\x01 bytes\r\n"
@@ -382,3 +383,46 @@ def test_empty_maildrop() -> None:
     assert d.feed(b"LIST\r\n") == b"+OK 0 messages (0 octets)\r\n.\r\n"
     assert d.feed(b"UIDL\r\n") == b"+OK unique-id listing follows\r\n.\r\n"
     assert d.feed(b"RETR 1\r\n") == b"-ERR no such message\r\n"
+
+
+def test_store_failures() -> None:
+    d = Driver(messages={1: MSG1}, store_fails=True)
+    assert d.login().endswith(b"-ERR [SYS/TEMP] cannot open the maildrop, try again later\r\n")
+    assert d.session.state is State.AUTHORIZATION
+    d = drop()
+    d.login()
+    d.feed(b"DELE 1\r\n")
+    d.store_fails = True
+    assert d.feed(b"QUIT\r\n") == b"-ERR [SYS/TEMP] some deleted messages not removed\r\n"
+    assert d.closed == "quit"
+    assert len(d.messages) == 3
+
+
+def test_partial_commit_reported() -> None:
+    d = drop()
+    d.login()
+    d.feed(b"DELE 1\r\nDELE 2\r\nQUIT\r\n")
+    assert d.commits == [(10, 11)]
+    d2 = drop()
+    d2.login()
+    d2.feed(b"DELE 1\r\nDELE 2\r\n")
+    d2.session.receive(b"QUIT\r\n")
+    actions = []
+    while True:
+        a = d2.session.next_action()
+        actions.append(a)
+        if type(a).__name__ == "Commit":
+            break
+    d2.session.committed(1)  # one of the two could not be removed
+    out = d2.session.next_action()
+    assert out == Send(b"-ERR [SYS/TEMP] some deleted messages not removed\r\n")
+
+
+def test_store_read_failure() -> None:
+    d = Driver(messages={1: MSG1, 2: MSG2}, unreadable=frozenset({1}))
+    d.login()
+    assert d.feed(b"RETR 1\r\n") == (
+        b"-ERR [SYS/TEMP] cannot read message 1 now, try again later\r\n"
+    )
+    assert d.feed(b"RETR 2\r\n").startswith(b"+OK")
+    assert d.marked_seen == [2]

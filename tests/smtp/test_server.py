@@ -247,3 +247,18 @@ def test_starttls_pipelined_injection_is_discarded(srv: InProcServer) -> None:
     assert c.cmd("RCPT TO:<alice@example.org>") == "503 5.5.1 Send MAIL first"
     assert isinstance(tls, ssl.SSLSocket)
     c.close()
+
+
+def test_authenticated_client_may_relay_through_port_25(srv: InProcServer) -> None:
+    with smtplib.SMTP(srv.host, srv.ports["smtp"], timeout=10) as c:
+        c.starttls(context=srv.tls_context())
+        c.ehlo("laptop")
+        c.docmd("MAIL", "FROM:<alice@example.org>")
+        assert c.docmd("RCPT", "TO:<far@remote.example>")[0] == 554  # not yet authenticated
+        c.rset()
+        c.login(ALICE, "alice-pw-1")
+        assert c.sendmail(ALICE, ["far@remote.example"], b"Subject: relay\r\n\r\nx\r\n") == {}
+    assert srv.queue is not None
+    ((_env, message, rcpts),) = srv.queue.items
+    assert [r.address for r in rcpts] == ["far@remote.example"]
+    assert b"with ESMTPSA id" in message

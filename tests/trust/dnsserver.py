@@ -38,17 +38,30 @@ class DnsServer:
         self.failing: set[dns.name.Name] = set()
         self.dropped: set[dns.name.Name] = set()
         self.queries: list[tuple[str, str]] = []
-        self._udp = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
-        self._udp.bind(("127.0.0.1", 0))
+        self._udp, self._tcp = self._bind()
         self.port: int = self._udp.getsockname()[1]
-        self._tcp = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-        self._tcp.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        self._tcp.bind(("127.0.0.1", self.port))
-        self._tcp.listen(16)
         self._stop = threading.Event()
         self._lock = threading.Lock()
         self._thread = threading.Thread(target=self._run, name="test-dns", daemon=True)
         self._thread.start()
+
+    @staticmethod
+    def _bind() -> tuple[socket.socket, socket.socket]:
+        """A UDP and a TCP socket on the same free port (retried: the TCP port of a free UDP
+        port may be taken by someone else)."""
+        for _ in range(50):
+            udp = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+            udp.bind(("127.0.0.1", 0))
+            tcp = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+            try:
+                tcp.bind(("127.0.0.1", udp.getsockname()[1]))
+            except OSError:
+                udp.close()
+                tcp.close()
+                continue
+            tcp.listen(16)
+            return udp, tcp
+        raise RuntimeError("no free port for the test DNS server")
 
     @property
     def address(self) -> str:

@@ -116,3 +116,9 @@ def test_controls_from_config(tmp_path: Path) -> None:
     assert not c.connections.allow("ip", now=2)
     assert c.outbound.allow("me@ours.test", now=0) and not c.outbound.allow("me@ours.test", now=5)
     assert AbuseControls.from_config(Config(data_dir=tmp_path)).greylist is None
+
+
+def test_trusted_networks(tmp_path: Path) -> None:
+    c = AbuseControls.from_config(Config(data_dir=tmp_path))
+    assert c.is_trusted("127.0.0.1") and c.is_trusted("::1") and c.is_trusted("::ffff:127.0.0.9")
+    assert not c.is_trusted("192.0.2.1") and not c.is_trusted(None) and not c.is_trusted("x")

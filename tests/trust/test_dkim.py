@@ -9,6 +9,8 @@ from pathlib import Path
 
 import dkim
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from merpati.config import DNSConfig
 from merpati.trust import dkim_keys
@@ -174,3 +176,63 @@ def test_missing_and_unreachable_keys(
     dns_server.add_txt(f"{sel[1].selector}._domainkey.example.test", dkim_keys.txt_record(sel[1]))
     outcomes = asyncio.run(verify_dkim(signed, lookup))
     assert [o.result for o in outcomes] == ["temperror", "pass"]
+
+
+def transmitted(message: bytes) -> bytes:
+    """What the receiver gets: SMTP ends the data with CRLF (rfc5321:4.1.1.4), so the
+    queue's client adds one to a message that lacks it."""
+    return message if message.endswith(b"\n") else message + b"\r\n"
+
+
+SHAPES = {
+    "folded and spaced headers": (
+        b"From:   Alice\r\n\t<alice@example.test>  \r\nSubject: a\r\n  folded\t subject\r\n"
+        b"To: x@example.net\r\nTo: y@example.net\r\n\r\nbody\r\n"
+    ),
+    "empty body": b"From: a@example.test\r\nSubject: e\r\n\r\n",
+    "no blank line": b"From: a@example.test\r\nSubject: none\r\n",
+    "body without final CRLF": b"From: a@example.test\r\n\r\nlast line",
+    "trailing empty lines and spaces": b"From: a@example.test\r\n\r\na  \t b \r\n\r\n \r\n\r\n",
+    "bare LF line ends": b"From: a@example.test\nSubject: lf\n\nline one\nline two\n",
+    "utf-8 header": "From: Zoë <zoe@example.test>\r\nSubject: héllo\r\n\r\nbody\r\n".encode(),
+    "long line": b"From: a@example.test\r\n\r\n" + b"x" * 5000 + b"\r\n",
+    "no From at all": b"Subject: orphan\r\n\r\nbody\r\n",
+}
+
+
+@pytest.fixture(scope="module")
+def keyed(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, object]:
+    data = tmp_path_factory.mktemp("keys")
+    dkim_keys.create_keys(data, "example.test")
+    records = {
+        f"{k.selector}._domainkey.example.test.".encode(): dkim_keys.txt_record(k).encode()
+        for k in dkim_keys.list_selectors(data, "example.test")
+    }
+
+    def dnsfunc(name: bytes, timeout: float = 5) -> bytes | None:
+        return records.get(name)
+
+    return data, dnsfunc
+
+
+@pytest.mark.parametrize("shape", list(SHAPES), ids=list(SHAPES))
+def test_message_shapes_verify_with_dkimpy(keyed: tuple[Path, object], shape: str) -> None:
+    data, dnsfunc = keyed
+    signed = transmitted(sign(SHAPES[shape], "example.test", data))
+    assert verifies(signed, 0, dnsfunc) and verifies(signed, 1, dnsfunc)
+
+
+@settings(max_examples=30, deadline=None)
+@given(
+    subject=st.text(alphabet=st.characters(min_codepoint=32, max_codepoint=126), max_size=60),
+    body=st.lists(st.text(alphabet=" \tab.=-xyz", max_size=40), max_size=12).map(
+        lambda lines: "\r\n".join(lines).encode()
+    ),
+)
+def test_random_messages_verify_with_dkimpy(
+    keyed: tuple[Path, object], subject: str, body: bytes
+) -> None:
+    data, dnsfunc = keyed
+    message = f"From: a@example.test\r\nSubject: {subject}\r\n\r\n".encode() + body
+    signed = transmitted(sign(message, "example.test", data))
+    assert verifies(signed, 0, dnsfunc) and verifies(signed, 1, dnsfunc)

@@ -118,3 +118,28 @@ def test_records_for_without_keys_and_srv_ports(tmp_path: Path) -> None:
     assert srv["_imaps._tcp.example.test."] == "0 1 993 mail.example.test."
     long_txt = next(r for r in records_for(cfg, "example.test") if r.type == "TXT")
     assert long_txt.rdata() == '"v=spf1 mx -all"'
+
+
+def test_dkim_list_and_remove(tmp_path: Path) -> None:
+    config = write_config(tmp_path)
+    assert merpati(config, "domain", "add", "example.test").returncode == 0
+    assert merpati(config, "domain", "rotate-dkim", "example.test").returncode == 0
+    out = merpati(config, "dkim", "list", "example.test")
+    rows = [line.split("\t") for line in out.stdout.splitlines()]
+    assert [r[3] for r in rows] == ["signing", "signing", "published", "published"]
+    old, new = rows[0][0], rows[2][0]
+    refused = merpati(config, "dkim", "remove", "example.test", old)
+    assert refused.returncode == 1 and "rotate first" in refused.stderr
+    removed = merpati(config, "dkim", "remove", "example.test", new)
+    assert removed.returncode == 0
+    assert len(merpati(config, "dkim", "list", "example.test").stdout.splitlines()) == 3
+    unknown = merpati(config, "dkim", "remove", "example.test", "r19990101")
+    assert unknown.returncode == 1 and "no DKIM selector" in unknown.stderr
+
+
+def test_trusted_networks_config_is_validated(tmp_path: Path) -> None:
+    config = write_config(tmp_path, extra='[policy]\ntrusted_networks = ["10.0.0.0/8", "nope"]')
+    out = merpati(config, "dns", "example.test")
+    assert out.returncode == 2 and "policy.trusted_networks" in out.stderr
+    ok = write_config(tmp_path, extra='[policy]\ntrusted_networks = ["10.0.0.0/8", "::1"]')
+    assert load_config(ok).policy.trusted_networks == ("10.0.0.0/8", "::1")

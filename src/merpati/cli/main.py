@@ -65,6 +65,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     func: Callable[[argparse.Namespace, Any], int] = args.func
     try:
         path = find_config_path(getattr(args, "config_sub", None) or args.config)
+        if getattr(args, "config_may_be_missing", False) and path is not None and not path.exists():
+            path = None  # quickstart writes it
         config = load_config(path)
         return func(args, config)
     except (ConfigError, UsageError) as exc:

@@ -44,7 +44,7 @@ def register(sub: Any) -> None:
     p.add_argument("--hostname", help="this server's host name (default: mail.DOMAIN)")
     p.add_argument("--public", action="store_true", help="listen on the standard ports publicly")
     p.add_argument("--password-stdin", action="store_true")
-    p.set_defaults(func=_quickstart)
+    p.set_defaults(func=_quickstart, config_may_be_missing=True)
 
 
 def _config_text(hostname: str, public: bool) -> str:

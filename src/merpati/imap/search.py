@@ -79,6 +79,9 @@ def matches(
 ) -> bool:
     name = key.name
     flags = m.info.flags
+    flag_key = _FLAG_KEYS.get(name)
+    if flag_key is not None:
+        return (flag_key[0] in flags) == flag_key[1]
     if name == "AND":
         return all(matches(k, m, largest_seq, largest_uid, saved) for k in key.children)
     if name == "OR":
@@ -87,9 +90,6 @@ def matches(
         return not matches(key.children[0], m, largest_seq, largest_uid, saved)
     if name == "ALL":
         return True
-    if name in _FLAG_KEYS:
-        flag, want = _FLAG_KEYS[name]
-        return (flag in flags) == want
     if name == "RECENT":
         return m.recent
     if name == "NEW":

@@ -55,6 +55,7 @@ Verify = Callable[[str, str], Awaitable[str | None]]
 OpenMailbox = Callable[[str], Mailbox]
 Sink = Callable[[bytes], Awaitable[None]]
 Logger = Callable[..., None]
+Counter = Callable[[str, str], None]  # (command, status) for metrics
 
 FLUSH_AT = 256 * 1024  # hand output to the transport when this much is buffered
 
@@ -80,12 +81,14 @@ class Session:
         tls_active: bool = False,
         log: Logger | None = None,
         preauth: str | None = None,
+        count: Counter | None = None,
     ) -> None:
         self.config = config
         self.verify = verify
         self.open_mailbox = open_mailbox
         self._sink = sink
         self.log: Logger = log or (lambda event, **kw: None)
+        self.count: Counter = count or (lambda command, status: None)
         self.tls_active = tls_active
         self.framer = Framer(config.max_line, config.max_literal)
         self.state = State.NOT_AUTHENTICATED
@@ -256,6 +259,7 @@ class Session:
             result = Result("NO", b"SERVERBUG", "Internal error; the command was not done")
         if result is None:  # the handler will finish later (IDLE, AUTHENTICATE)
             return
+        self.count(cmd.name, result.status)
         if result.status == "BAD":
             await self._count_bad()
         await self.finish(cmd.tag, result, cmd.name if not getattr(cmd, "uid", False) else "")

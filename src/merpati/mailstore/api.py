@@ -63,6 +63,11 @@ class NoSuchMessage(MailStoreError):
     pass
 
 
+class StorageFailure(MailStoreError):
+    """The backend failed (disk full, I/O error): nothing was changed; a temporary failure
+    (SMTP 451 4.3.0, IMAP NO [SERVERBUG] or [UNAVAILABLE])."""
+
+
 class FlagMode(Enum):
     REPLACE = "replace"
     ADD = "add"

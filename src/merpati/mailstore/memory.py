@@ -227,6 +227,12 @@ class MemoryMailbox:
             _local_tz() if internaldate_tz is None else internaldate_tz,
         )
 
+    async def append_many(
+        self, folder: str, items: Sequence[tuple[bytes, Iterable[str], float | None]]
+    ) -> list[AppendResult]:
+        """Bulk append (import), UIDs in the order given."""
+        return [await self.append(folder, data, flags, date) for data, flags, date in items]
+
     async def messages(self, folder: str) -> list[MessageInfo]:
         return [m.info for m in self._folder(folder).messages.values()]
 

@@ -50,6 +50,16 @@ class Maildrop:
             if i not in self._deleted:
                 yield i, info
 
+    def after(self, number: int, limit: int) -> Iterator[MessageInfo]:
+        """Up to ``limit`` messages not marked deleted that follow ``number`` (read-ahead)."""
+        found = 0
+        for n in range(number + 1, len(self._messages) + 1):
+            if found >= limit:
+                return
+            if n not in self._deleted:
+                found += 1
+                yield self._messages[n - 1]
+
     def stat(self) -> tuple[int, int]:
         """(count, octets) of messages not marked deleted (rfc1939:5 STAT)."""
         count = size = 0

@@ -16,25 +16,26 @@ Invariants:
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import ssl
 import weakref
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from merpati.mailstore.api import FlagMode, Mailbox, MailStoreError, NoSuchMessage
-from merpati.pop3.lock import MaildropLock, MaildropLocks
-from merpati.pop3.replies import RespCode, err
-from merpati.pop3.session import (
+from merpati.pop3.actions import (
     NEED_DATA,
     Close,
     Commit,
     FetchMessage,
     MarkSeen,
     OpenMaildrop,
-    Pop3Session,
     Send,
     StartTLS,
     Verify,
 )
+from merpati.pop3.lock import MaildropLock, MaildropLocks
+from merpati.pop3.replies import RespCode, err
+from merpati.pop3.session import Pop3Session
 from merpati.server.connection import Connection
 from merpati.server.registry import ListenerSpec
 
@@ -48,6 +49,9 @@ INBOX = "INBOX"
 READ_SIZE = 64 * 1024
 # Replies are gathered and written together; past this many bytes they are written at once.
 WRITE_HIGH_WATER = 256 * 1024
+# RETR read-ahead: at most this many following messages, of at most this many bytes together.
+READ_AHEAD_COUNT = 8
+READ_AHEAD_BYTES = 1024 * 1024
 
 _LOCKS: weakref.WeakKeyDictionary[App, MaildropLocks] = weakref.WeakKeyDictionary()
 
@@ -92,6 +96,9 @@ class _Run:
         self.out: list[bytes] = []
         self.out_size = 0
         self.seen: list[int] = []
+        self.stop_wait: asyncio.Future[Any] | None = None
+        self.ahead: dict[int, tuple[asyncio.Future[bytes], int]] = {}  # uid -> (read, size)
+        self.ahead_bytes = 0
 
     def box(self) -> Mailbox:
         if self.mailbox is None:
@@ -120,14 +127,64 @@ class _Run:
         self.lock, self.mailbox, self.account = lock, mailbox, account
         session.maildrop_opened(account, messages)
 
-    async def fetch(self, session: Pop3Session, uid: int) -> None:
+    async def fetch(self, session: Pop3Session, action: FetchMessage) -> None:
+        box = self.box()
+        pending = self.ahead.pop(action.uid, None)
+        if pending is not None:
+            self.ahead_bytes -= pending[1]
+        if any(uid < action.uid for uid in self.ahead):
+            self.drop_read_ahead()  # the client skipped around: read-ahead is no use
+        if action.whole and session.maildrop is not None:
+            # Clients RETR in order: start reading the next few messages now, so the store's
+            # reads overlap with sending this one (bounded in count and bytes).
+            for info in session.maildrop.after(action.number, READ_AHEAD_COUNT):
+                if info.uid in self.ahead:
+                    continue
+                if (
+                    len(self.ahead) >= READ_AHEAD_COUNT
+                    or self.ahead_bytes + info.size > READ_AHEAD_BYTES
+                ):
+                    break
+                future = asyncio.ensure_future(box.read(INBOX, info.uid))
+                self.ahead[info.uid] = (future, info.size)
+                self.ahead_bytes += info.size
         try:
-            data: bytes | None = await self.box().read(INBOX, uid)
+            data: bytes | None = await (pending[0] if pending else box.read(INBOX, action.uid))
         except NoSuchMessage:
             data = None
+        except MailStoreError as exc:
+            self.app.log.event("pop3.read_failed", account=self.account, uid=action.uid, error=exc)
+            session.message_unreadable()
+            return
         session.message_fetched(data)
-        if data is not None:
+        if data is not None and action.whole:
             self.retrieved += 1
+
+    def drop_read_ahead(self) -> None:
+        for fut, _ in self.ahead.values():
+            fut.cancel()
+            if fut.done() and not fut.cancelled():
+                fut.exception()  # retrieved, so that asyncio does not report it
+        self.ahead.clear()
+        self.ahead_bytes = 0
+
+    async def read(self, timeout: float) -> bytes | None:
+        """The next bytes from the client (b"" at hang-up), or None when the idle timeout
+        passes or the server begins to stop first."""
+        stop_wait = self.stop_wait
+        if stop_wait is None:
+            stop_wait = self.stop_wait = asyncio.ensure_future(self.app.stopping.wait())
+        if stop_wait.done():
+            return None
+        reading = asyncio.ensure_future(self.conn.reader.read(READ_SIZE))
+        waiters: list[asyncio.Future[Any]] = [reading, stop_wait]
+        done, _ = await asyncio.wait(waiters, timeout=timeout, return_when=asyncio.FIRST_COMPLETED)
+        if reading in done:
+            return reading.result()
+        reading.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await reading
+        return None
 
     def send(self, data: bytes) -> bool:
         """Queue reply bytes; True when enough is queued to be worth a write now."""
@@ -142,7 +199,9 @@ class _Run:
             self.out.clear()
             self.out_size = 0
             self.conn.writer.write(data)
-        await self.conn.writer.drain()
+        # A client that stops reading is dropped after the idle timeout (TimeoutError is an
+        # OSError: the session ends as "connection lost", deleting nothing).
+        await asyncio.wait_for(self.conn.writer.drain(), self.app.config.limits.pop3_idle_timeout)
 
     async def flush_seen(self) -> None:
         """Set \\Seen on everything retrieved since the last flush, in one store call (one
@@ -177,16 +236,16 @@ class _Run:
 
     async def start_tls(self, session: Pop3Session) -> None:
         conn = self.conn
+        conn.pause_reading()  # before "+OK": the ClientHello must wait in the kernel
         await self.flush()
-        # rfc2595:4 bytes the client sent after STLS and before the handshake are plaintext
-        # that must not be taken as commands over TLS: a client doing that is refused.
-        pending = getattr(conn.reader, "_buffer", b"")
-        if pending:
-            session.tls_failed()
-            return
+        # rfc2595:4 anything the client pipelined after STLS arrived in the clear before the
+        # handshake and must never be taken as a command under TLS: drop it.
+        pending = getattr(conn.reader, "_buffer", None)
+        if isinstance(pending, bytearray):
+            pending.clear()
         try:
             await conn.start_tls()
-        except (ssl.SSLError, OSError, TimeoutError):
+        except (ssl.SSLError, OSError, TimeoutError, RuntimeError):
             session.tls_failed()
             return
         session.tls_started()
@@ -217,12 +276,12 @@ async def serve_pop3(app: App, conn: Connection) -> None:
                 # Nothing more to do until the client speaks: answer everything so far.
                 await run.flush()
                 await run.flush_seen()
-                try:
-                    data = await asyncio.wait_for(
-                        conn.reader.read(READ_SIZE), cfg.limits.pop3_idle_timeout
-                    )
-                except TimeoutError:
-                    session.timed_out()
+                data = await run.read(cfg.limits.pop3_idle_timeout)
+                if data is None:
+                    if app.stopping.is_set():
+                        session.shutting_down()
+                    else:
+                        session.timed_out()
                     continue
                 if not data:
                     break  # hang-up: nothing is deleted
@@ -236,7 +295,7 @@ async def serve_pop3(app: App, conn: Connection) -> None:
             elif isinstance(action, OpenMaildrop):
                 await run.open(session, action.account)
             elif isinstance(action, FetchMessage):
-                await run.fetch(session, action.uid)
+                await run.fetch(session, action)
             elif isinstance(action, MarkSeen):
                 run.seen.append(action.uid)
             elif isinstance(action, StartTLS):
@@ -263,8 +322,23 @@ async def serve_pop3(app: App, conn: Connection) -> None:
             await run.flush_seen()  # what was sent before a hang-up still counts as read
         except Exception as exc:
             app.log.event("pop3.error", peer=conn.peer_ip, error=repr(exc))
+        run.drop_read_ahead()
         run.release()
+        if run.stop_wait is not None:
+            run.stop_wait.cancel()
         await conn.close()
+        metrics = app.metrics
+        metrics.counter(
+            "merpati_pop3_sessions_total", "POP3 sessions by how they ended", ["result"]
+        ).labels(result.split(":")[0]).inc()
+        if run.retrieved:
+            metrics.counter("merpati_pop3_retrieved_total", "Messages sent by RETR").inc(
+                run.retrieved
+            )
+        if run.deleted:
+            metrics.counter("merpati_pop3_deleted_total", "Messages removed at QUIT").inc(
+                run.deleted
+            )
         app.log.event(
             "pop3.session",
             peer=conn.peer_ip,

@@ -28,6 +28,19 @@ from merpati.address import AddressError, canonical_address
 from merpati.auth import sasl
 from merpati.mailstore.api import MessageInfo
 from merpati.pop3 import replies
+from merpati.pop3.actions import (
+    NEED_DATA,
+    Action,
+    Close,
+    Commit,
+    FetchMessage,
+    MarkSeen,
+    NeedData,
+    OpenMaildrop,
+    Send,
+    StartTLS,
+    Verify,
+)
 from merpati.pop3.commands import Command, CommandError, parse_command, parse_count, parse_msgnum
 from merpati.pop3.framing import COMMAND_LINE_LIMIT, SASL_LINE_LIMIT, LineReader, LineTooLong
 from merpati.pop3.maildrop import Maildrop, NoSuchMessageNumber
@@ -66,77 +79,6 @@ ALLOWED: Final[dict[State, frozenset[str]]] = {
     State.UPDATE: frozenset(),
     State.CLOSED: frozenset(),
 }
-
-
-# ---- actions -------------------------------------------------------------------------------
-
-
-@dataclass(frozen=True, slots=True)
-class Send:
-    data: bytes
-
-
-@dataclass(frozen=True, slots=True)
-class Verify:
-    """Check a password (through the shared throttle); answer with ``verified``."""
-
-    username: str
-    password: str
-
-
-@dataclass(frozen=True, slots=True)
-class OpenMaildrop:
-    """Lock the account's maildrop and snapshot its INBOX; answer with ``maildrop_opened``,
-    ``maildrop_in_use`` or ``maildrop_failed``."""
-
-    account: str
-
-
-@dataclass(frozen=True, slots=True)
-class FetchMessage:
-    """Read the stored bytes of INBOX message ``uid``; answer with ``message_fetched``."""
-
-    uid: int
-
-
-@dataclass(frozen=True, slots=True)
-class MarkSeen:
-    """Add \\Seen to INBOX message ``uid`` (after RETR). No answer expected."""
-
-    uid: int
-
-
-@dataclass(frozen=True, slots=True)
-class StartTLS:
-    """Upgrade the connection now; answer with ``tls_started`` or ``tls_failed``."""
-
-
-@dataclass(frozen=True, slots=True)
-class Commit:
-    """rfc1939:6 the UPDATE state: flag ``uids`` \\Deleted and expunge exactly those; answer
-    with ``committed(number removed)`` or ``commit_failed``."""
-
-    account: str
-    uids: tuple[int, ...]
-
-
-@dataclass(frozen=True, slots=True)
-class Close:
-    """Close the connection (after the Send actions before it). Always the last action."""
-
-    reason: str
-
-
-class _NeedData:
-    __slots__ = ()
-
-    def __repr__(self) -> str:
-        return "NEED_DATA"
-
-
-NEED_DATA: Final = _NeedData()
-
-Action = Send | Verify | OpenMaildrop | FetchMessage | MarkSeen | StartTLS | Commit | Close
 
 
 class SessionError(RuntimeError):
@@ -193,7 +135,7 @@ class Pop3Session:
         if not self._closed:
             self._reader.feed(data)
 
-    def next_action(self) -> Action | _NeedData:
+    def next_action(self) -> Action | NeedData:
         while True:
             if self._out:
                 action = self._out.popleft()
@@ -217,6 +159,12 @@ class Pop3Session:
         """rfc1939:3 the autologout timer ran out: close without entering UPDATE."""
         self._reply(err("idle for too long, closing connection"))
         self._close("idle timeout")
+
+    def shutting_down(self) -> None:
+        """The server is stopping while the client is idle: close without entering UPDATE
+        (nothing is deleted), telling the client to come back (rfc3206:4 SYS/TEMP)."""
+        self._reply(err("server shutting down, try again shortly", RespCode.SYS_TEMP))
+        self._close("shutdown")
 
     # ---- helpers -------------------------------------------------------------------------
 
@@ -468,7 +416,7 @@ class Pop3Session:
         found = self._lookup(cmd.args[0])
         if found is not None:
             self._fetch = _Fetch(found[0], found[1], None)
-            self._wait("fetch", FetchMessage(found[1].uid))
+            self._wait("fetch", FetchMessage(found[1].uid, whole=True, number=found[0]))
 
     def _top(self, cmd: Command) -> None:
         try:
@@ -479,7 +427,7 @@ class Pop3Session:
         found = self._lookup(cmd.args[0])
         if found is not None:
             self._fetch = _Fetch(found[0], found[1], lines)
-            self._wait("fetch", FetchMessage(found[1].uid))
+            self._wait("fetch", FetchMessage(found[1].uid, whole=False, number=found[0]))
 
     def message_fetched(self, data: bytes | None) -> None:
         """The answer to FetchMessage: the stored bytes, or None if the message is gone
@@ -499,6 +447,13 @@ class Pop3Session:
                 self._out.append(MarkSeen(uid))
         else:
             self._reply(replies.top_of_message(data, fetch.top_lines))
+
+    def message_unreadable(self) -> None:
+        """The other answer to FetchMessage: the store failed to read it (try later)."""
+        self._done("fetch")
+        fetch, self._fetch = self._fetch, None
+        number = fetch.number if fetch else 0
+        self._reply(err(f"cannot read message {number} now, try again later", RespCode.SYS_TEMP))
 
     def _dele(self, cmd: Command) -> None:
         found = self._lookup(cmd.args[0])

@@ -37,8 +37,18 @@ class Connection:
             cipher = obj.cipher()
             self.tls_cipher = cipher[0] if cipher else None
 
+    def pause_reading(self) -> None:
+        """Stop reading from the socket. Call it BEFORE writing the reply that tells the
+        client to start TLS ("220 Ready", "+OK", "OK Begin"): otherwise the client's
+        ClientHello can land in the plaintext stream buffer while ``StreamWriter.start_tls``
+        drains, and the handshake never completes. ``start_tls`` resumes reading."""
+        pause = getattr(self.writer.transport, "pause_reading", None)
+        if callable(pause):
+            pause()
+
     async def start_tls(self, timeout: float = 30.0) -> None:
-        """Upgrade to TLS in place (server side). Raises on handshake failure."""
+        """Upgrade to TLS in place (server side). Raises on handshake failure.
+        Call ``pause_reading()`` before sending the go-ahead reply."""
         if self.tls_context is None:
             raise RuntimeError("no TLS context for this listener")
         await asyncio.wait_for(

@@ -168,9 +168,7 @@ async def serve(config: Config) -> int:
 
 
 def run(config: Config) -> int:
-    try:
-        import uvloop
-    except ImportError:
-        return asyncio.run(serve(config))
-    result: int = uvloop.run(serve(config))
-    return result
+    # The stdlib event loop, not uvloop: uvloop's start_tls can lose the client's ClientHello
+    # when a stream is upgraded (STARTTLS/STLS hung in about 1 in 10 handshakes here;
+    # MagicStack/uvloop#707). docs/design.md has the measurement.
+    return asyncio.run(serve(config))

@@ -137,7 +137,10 @@ class SmtpConnection:
             elif isinstance(event, MailRequest):
                 reply = policy.check_mail(self.app, self.role, session.account, event.command)
                 if reply.positive:  # issue 8: outbound rate per account
-                    reply = trust_hooks.mail_refusal(self.app, session.account) or reply
+                    reply = (
+                        trust_hooks.mail_refusal(self.app, session.account, self.conn.peer_ip)
+                        or reply
+                    )
                 session.respond(reply)
             elif isinstance(event, RcptRequest):
                 reply, address = await policy.check_rcpt(self.app, session.account, event.command)
@@ -222,12 +225,14 @@ class SmtpConnection:
             await asyncio.shield(self._flush(final=True))
 
     async def _start_tls(self) -> None:
+        self.conn.pause_reading()  # before "220 Ready": the ClientHello must wait in the kernel
         await self._flush(final=True)
         # rfc3207:4.2 nothing read before the handshake may be used after it: drop what the
         # stream reader already holds (asyncio keeps it across start_tls).
         buffered = getattr(self.conn.reader, "_buffer", None)
         if isinstance(buffered, bytearray):
             buffered.clear()
+        await self._flush(final=True)
         try:
             await self.conn.start_tls(timeout=self.limits.command_timeout)
         except (TimeoutError, ConnectionError, ssl.SSLError, OSError, RuntimeError):

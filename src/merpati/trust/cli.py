@@ -1,7 +1,9 @@
 """``merpati dns DOMAIN [--json] [--check]``: print the records to publish, or compare them
-with what DNS answers (exit 1 when anything is missing, different or unanswerable).
+with what DNS answers (exit 1 when anything is missing, different or unanswerable); it reads
+the DKIM keys and changes nothing.
 
-It reads the DKIM keys in the data directory and never creates or changes anything.
+``merpati dkim list DOMAIN`` / ``merpati dkim remove DOMAIN SELECTOR``: the DKIM selectors
+and which set signs now; removing the set that signs is refused (rotate first).
 """
 
 from __future__ import annotations
@@ -28,6 +30,16 @@ def register(subparsers: Any) -> None:
     p.add_argument("--json", action="store_true", help="print JSON instead of zone-file lines")
     p.add_argument("--check", action="store_true", help="ask DNS and list what differs")
     p.set_defaults(func=dns_command)
+
+    k = subparsers.add_parser("dkim", help="list or remove a domain's DKIM selectors")
+    ksub = k.add_subparsers(dest="dkim_command", metavar="ACTION", required=True)
+    klist = ksub.add_parser("list", help="the selectors of DOMAIN and which one signs")
+    klist.add_argument("domain", metavar="DOMAIN")
+    klist.set_defaults(func=dkim_list)
+    krm = ksub.add_parser("remove", help="delete one selector's key (after rotate-dkim)")
+    krm.add_argument("domain", metavar="DOMAIN")
+    krm.add_argument("selector", metavar="SELECTOR")
+    krm.set_defaults(func=dkim_remove)
 
 
 def dns_command(args: argparse.Namespace, config: Config) -> int:
@@ -87,3 +99,37 @@ def dns_command(args: argparse.Namespace, config: Config) -> int:
                 print(f"error     {where}: DNS did not answer ({r.detail})")
         print(f"{len(results) - len(bad)} of {len(results)} records as expected")
     return 1 if bad else 0
+
+
+def dkim_list(args: argparse.Namespace, config: Config) -> int:
+    import time
+
+    from merpati.trust.dkim_keys import DkimKeyError, list_selectors, signing_keys
+
+    try:
+        keys = list_selectors(config.data_dir, args.domain)
+        signing = {k.selector for k in signing_keys(config.data_dir, args.domain)}
+    except DkimKeyError as exc:
+        raise OperationalError(str(exc)) from None
+    for k in keys:
+        made = time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime(k.created))
+        state = "signing" if k.selector in signing else "published"
+        print(f"{k.selector}\t{k.algorithm}\t{made}\t{state}")
+    return 0
+
+
+def dkim_remove(args: argparse.Namespace, config: Config) -> int:
+    from merpati.trust.dkim_keys import DkimKeyError, remove_selector, signing_keys
+
+    try:
+        if args.selector.lower() in {
+            k.selector for k in signing_keys(config.data_dir, args.domain)
+        }:
+            raise OperationalError(
+                f"{args.selector} still signs mail for {args.domain}; rotate first and wait"
+            )
+        remove_selector(config.data_dir, args.domain, args.selector)
+    except DkimKeyError as exc:
+        raise OperationalError(str(exc)) from None
+    print(f"removed DKIM selector {args.selector}; delete its DNS record after a few days")
+    return 0

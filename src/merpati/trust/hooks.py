@@ -11,6 +11,7 @@ the policy.
 - ``forward``: deliver's remote copies made by an alias (SRS on the sender, ARC seal).
 - ``start_trust``: a service that installs the DKIM signer into the outbound queue.
 
+Clients in ``[policy] trusted_networks`` (loopback by default) skip the checks and limits.
 Nothing here raises to its caller for a policy or DNS problem: a failure of a check is logged
 and the mail goes on as if the check had not been configured.
 """
@@ -49,6 +50,8 @@ JUNK_FOLDER = "Junk"  # rfc6154 \Junk, created with every account
 async def connect_refusal(app: App, role: str, peer_ip: str) -> bytes | None:
     """The reply to send before closing, or None to go on with the greeting."""
     controls = controls_for(app)
+    if controls.is_trusted(peer_ip):
+        return None
     if not controls.connections.allow(peer_ip, time.monotonic()):
         app.log.event("trust.refused", peer=peer_ip, reason="connection-rate")
         return CONNECTION_RATE_REPLY
@@ -63,11 +66,12 @@ async def connect_refusal(app: App, role: str, peer_ip: str) -> bytes | None:
     return None
 
 
-def mail_refusal(app: App, account: str | None) -> Reply | None:
+def mail_refusal(app: App, account: str | None, peer_ip: str) -> Reply | None:
     """450 4.7.1 when an authenticated account is over its hourly message budget."""
     if account is None:
         return None
-    if controls_for(app).outbound.allow(account, time.monotonic()):
+    controls = controls_for(app)
+    if controls.is_trusted(peer_ip) or controls.outbound.allow(account, time.monotonic()):
         return None
     from merpati.smtp import replies
 
@@ -79,8 +83,9 @@ async def rcpt_refusal(
     app: App, role: str, account: str | None, peer_ip: str, mail_from: str, rcpt: str
 ) -> Reply | None:
     """451 4.7.1 for a greylisted triplet (``smtp`` listener, no AUTH, greylisting on)."""
-    grey = controls_for(app).greylist
-    if grey is None or role != "mx" or account is not None:
+    controls = controls_for(app)
+    grey = controls.greylist
+    if grey is None or role != "mx" or account is not None or controls.is_trusted(peer_ip):
         return None
     try:
         decision = await grey.check_async(peer_ip, mail_from, rcpt)
@@ -100,9 +105,12 @@ async def check_message(
     """Authenticate a message received on ``smtp`` without AUTH. Returns a refusal (550
     5.7.1) or None, and the envelope and message to deliver (our Authentication-Results on
     top, forged ones removed; ``extra["folder"] = "Junk"`` for DMARC quarantine)."""
-    from merpati.trust.inbound import check_inbound
+    from merpati.trust.inbound import check_inbound, strip_authentication_results
 
     cfg = app.config
+    if controls_for(app).is_trusted(envelope.client_ip):
+        # A local client: no checks, but it cannot plant results in our name either.
+        return None, envelope, strip_authentication_results(data, cfg.hostname)
     try:
         verdict = await check_inbound(
             data,

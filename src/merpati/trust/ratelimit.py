@@ -1,7 +1,8 @@
 """Sliding-window rate limits: new connections per client IP (``[policy]
 connection_rate_per_ip`` per minute) and outbound messages per authenticated account
 (``[policy] outbound_rate_per_account`` per hour; protects the domain's reputation when a
-password leaks). A limit of 0 turns the limiter off.
+password leaks). A limit of 0 turns the limiter off. Clients in ``[policy] trusted_networks``
+(loopback by default: local scripts, webmail, benchmarks) are not limited.
 
 Counters live in the memory of one ``merpati serve`` process (two processes on one data dir
 each count on their own); memory is bounded by ``max_keys``. ``controls_for(app)`` gives the
@@ -10,12 +11,14 @@ one ``AbuseControls`` of a running server, shared by every listener.
 Call points (the SMTP transport):
 - on accept, any SMTP listener: ``if not controls.connections.allow(peer_ip, now)``: reply
   ``CONNECTION_RATE_REPLY`` and close;
-- at MAIL FROM in an authenticated session: ``if not controls.outbound.allow(auth_user,
-  now)``: reply ``OUTBOUND_RATE_REPLY`` (each accepted transaction counts as one message).
+- at MAIL FROM in an authenticated session from an untrusted client: ``if not
+  controls.outbound.allow(auth_user, now)``: reply ``OUTBOUND_RATE_REPLY`` (each accepted
+  transaction counts as one message).
 """
 
 from __future__ import annotations
 
+import ipaddress
 import time
 import weakref
 from collections import deque
@@ -90,6 +93,19 @@ class AbuseControls:
     connections: RateLimiter
     outbound: RateLimiter
     greylist: Greylist | None
+    trusted: tuple[ipaddress.IPv4Network | ipaddress.IPv6Network, ...] = ()
+
+    def is_trusted(self, ip: str | None) -> bool:
+        """``[policy] trusted_networks``: local clients exempt from checks and limits."""
+        if not ip:
+            return False
+        try:
+            addr = ipaddress.ip_address(ip)
+        except ValueError:
+            return False
+        if isinstance(addr, ipaddress.IPv6Address) and addr.ipv4_mapped is not None:
+            addr = addr.ipv4_mapped
+        return any(addr in net for net in self.trusted if net.version == addr.version)
 
     @classmethod
     def from_config(cls, config: Config) -> AbuseControls:
@@ -104,6 +120,9 @@ class AbuseControls:
             connections=RateLimiter(config.policy.connection_rate_per_ip, 60.0),
             outbound=RateLimiter(config.policy.outbound_rate_per_account, 3600.0),
             greylist=grey,
+            trusted=tuple(
+                ipaddress.ip_network(n, strict=False) for n in config.policy.trusted_networks
+            ),
         )
 
 

@@ -57,6 +57,9 @@ async def fetch(s: Session, cmd: c.Command) -> Result:
     rev1 = not s.rev2
     utf8 = s.utf8
     fmt = view.fmt
+    if all(a.name in _FAST for a in atts):
+        await _fetch_metadata(s, targets, atts, rev1)
+        return ok(f"{'UID ' if cmd.uid else ''}FETCH completed")
     missing = 0
     for seq, uid in targets:
         info = view.info[uid]
@@ -81,6 +84,54 @@ async def fetch(s: Session, cmd: c.Command) -> Result:
     if missing and not cmd.uid:
         raise no("Some messages were expunged meanwhile", b"EXPUNGEISSUED")
     return ok(f"{'UID ' if cmd.uid else ''}FETCH completed")
+
+
+_FAST = frozenset({"UID", "FLAGS", "MODSEQ", "RFC822.SIZE"})
+_FAST_CHUNK = 2000  # messages per write
+
+
+async def _fetch_metadata(
+    s: Session, targets: list[tuple[int, int]], atts: list[FetchAtt], rev1: bool
+) -> None:
+    """The metadata-only fast path (``UID FETCH 1:* (UID FLAGS)`` as clients sync): one
+    %-format per message from the view's snapshot, written in chunks."""
+    view = s.view
+    assert view is not None
+    names = tuple(a.name for a in atts)
+    template = (
+        b"* %d FETCH ("
+        + b" ".join(
+            {"UID": b"UID %d", "FLAGS": b"FLAGS %s", "MODSEQ": b"MODSEQ (%d)"}.get(
+                n, b"RFC822.SIZE %d"
+            )
+            for n in names
+        )
+        + b")\r\n"
+    )
+    info, recent, fmt = view.info, view.recent, view.fmt
+    chunk: list[bytes] = []
+    for seq, uid in targets:
+        m = info[uid]
+        if names == ("UID", "FLAGS"):
+            chunk.append(template % (seq, uid, fmt(m.flags, rev1 and uid in recent)))
+        else:
+            values: list[int | bytes] = [seq]
+            for n in names:
+                if n == "UID":
+                    values.append(uid)
+                elif n == "FLAGS":
+                    values.append(fmt(m.flags, rev1 and uid in recent))
+                elif n == "MODSEQ":
+                    values.append(m.modseq)
+                else:
+                    values.append(m.size)
+            chunk.append(template % tuple(values))
+        if len(chunk) >= _FAST_CHUNK:
+            s.write(b"".join(chunk))
+            chunk.clear()
+            await s.maybe_flush()
+    if chunk:
+        s.write(b"".join(chunk))
 
 
 def _needs_data(att: FetchAtt) -> bool:

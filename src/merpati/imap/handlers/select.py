@@ -40,12 +40,15 @@ async def select(s: Session, cmd: c.Command) -> Result:
     readonly = cmd.name == "EXAMINE"
     view = SelectedView(info.name, readonly, messages, info.highestmodseq, info.recent)
     keywords: set[str] = set()
+    for flagset in {m.flags for m in messages}:  # few distinct sets even in huge mailboxes
+        keywords.update(f for f in flagset if not f.startswith("\\"))
+        if len(keywords) > MAX_KEYWORDS_SHOWN:
+            break
     first_unseen = 0
-    for seq, m in enumerate(messages, 1):
-        if len(keywords) < MAX_KEYWORDS_SHOWN:
-            keywords.update(f for f in m.flags if not f.startswith("\\"))
-        if not first_unseen and "\\Seen" not in m.flags:
-            first_unseen = seq
+    if not s.rev2:
+        first_unseen = next(
+            (seq for seq, m in enumerate(messages, 1) if "\\Seen" not in m.flags), 0
+        )
     flags = FlagFormatter()(frozenset(SYSTEM_FLAGS | keywords))
     s.write(b"* FLAGS " + flags + b"\r\n")
     s.write(b"* %d EXISTS\r\n" % view.exists)

@@ -212,6 +212,12 @@ def _append(cur: Cursor, t: bytes, name: str) -> c.Command:
     if cur.peek() == b'"':
         when = date_time(cur)
         cur.sp()
+    if cur.startswith_ci(b"UTF8 ("):
+        # rfc6855:4 append-data "UTF8" SP "(" literal8 ")"
+        cur.pos += 6
+        data = literal(cur, allow_binary=True)
+        cur.expect(b")")
+        return c.Append(t, name, mbox, flags, when, data, True)
     binary = cur.peek() == b"~"
     data = literal(cur, allow_binary=True)
     return c.Append(t, name, mbox, flags, when, data, binary)

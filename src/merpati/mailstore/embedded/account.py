@@ -17,7 +17,6 @@ import shutil
 import sqlite3
 import threading
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass, field
 from pathlib import Path
 
 from merpati.mailstore.api import (
@@ -42,9 +41,11 @@ from merpati.mailstore.embedded.layout import (
     new_basename,
     parse_filename,
 )
+from merpati.mailstore.embedded.snapshots import Snapshot, SnapshotCache
 from merpati.mailstore.embedded.sync import (
     FOLDER_COLUMNS,
     FolderRow,
+    assign_keywords,
     build,
     clean_tmp,
     dir_mtimes,
@@ -60,24 +61,17 @@ from merpati.mime.structure import MessageStructure
 _MSG_COLUMNS = "uid, modseq, flags, internaldate, tz, size, uidl"
 
 
-@dataclass(slots=True)
-class _Cache:
-    """The folder's messages as of ``modseq`` (UID order == insertion order)."""
-
-    uidvalidity: int
-    modseq: int
-    infos: dict[int, MessageInfo] = field(default_factory=dict)
-
-
 class Account:
-    def __init__(self, account: str, root: Path) -> None:
+    def __init__(self, account: str, root: Path, snapshots: SnapshotCache | None = None) -> None:
         self.account = account
         self.root = root
+        self._snapshots = snapshots if snapshots is not None else SnapshotCache()
         self.wlock = threading.Lock()
         self.rlock = threading.Lock()
         self._w: sqlite3.Connection | None = None
         self._r: sqlite3.Connection | None = None
-        self._cache: dict[int, _Cache] = {}
+        # Folder counts as of (UIDVALIDITY, HIGHESTMODSEQ): every change bumps the latter.
+        self._counts: dict[int, tuple[tuple[int, int], tuple[int, float, float, float]]] = {}
         self._flagsets: dict[str, frozenset[str]] = {}
         self._data_version = -1
 
@@ -104,11 +98,12 @@ class Account:
         """Throw the index away and read the Maildir again (new UIDVALIDITYs)."""
         w = self._writer()
         with transaction(w):
-            for table in ("folders", "messages", "structures", "expunged"):
+            for table in ("folders", "messages", "structures", "expunged", "keywords"):
                 w.execute(f"DELETE FROM {table}")
             w.execute("DELETE FROM meta WHERE key = 'built'")
             build(w, self.root)
-        self._cache.clear()
+        self._snapshots.drop(self.account)
+        self._counts.clear()
 
     def close(self) -> None:
         with self.wlock, self.rlock:
@@ -147,11 +142,17 @@ class Account:
         return row
 
     def _info(self, conn: sqlite3.Connection, row: FolderRow) -> FolderInfo:
-        count, unseen, recent, size = conn.execute(
-            "SELECT count(*), total(seen = 0), total(recent), total(size) FROM messages"
-            " WHERE folder = ?",
-            (row.id,),
-        ).fetchone()
+        key = (row.uidvalidity, row.highestmodseq)
+        cached = self._counts.get(row.id)
+        if cached is not None and cached[0] == key:
+            count, unseen, recent, size = cached[1]
+        else:
+            count, unseen, recent, size = conn.execute(
+                "SELECT count(*), total(seen = 0), total(recent), total(size) FROM messages"
+                " WHERE folder = ?",
+                (row.id,),
+            ).fetchone()
+            self._counts[row.id] = (key, (count, unseen, recent, size))
         return FolderInfo(
             name=row.name,
             uidvalidity=row.uidvalidity,
@@ -234,14 +235,14 @@ class Account:
                 size = w.execute(
                     "SELECT total(size) FROM messages WHERE folder = ?", (row.id,)
                 ).fetchone()[0]
-                for table in ("messages", "structures", "expunged"):
+                for table in ("messages", "structures", "expunged", "keywords"):
                     w.execute(f"DELETE FROM {table} WHERE folder = ?", (row.id,))
                 w.execute("DELETE FROM folders WHERE id = ?", (row.id,))
                 self._adjust_used(w, -int(size))
                 trash = self.root / "tmp" / f"deleted-{new_basename()}"
                 os.rename(self.root / row.dirname, trash)
                 fsync_dir(self.root)
-            self._cache.pop(row.id, None)
+            self._snapshots.drop(self.account, row.id)
         shutil.rmtree(trash, ignore_errors=True)
 
     def rename_folder(self, old: str, new: str) -> None:
@@ -322,9 +323,9 @@ class Account:
             r.execute("BEGIN")
             try:
                 row = self._row(r, name)
-                cache = self._cache.get(row.id)
+                cache = self._snapshots.get(self.account, row.id)
                 if cache is None or cache.uidvalidity != row.uidvalidity:
-                    cache = _Cache(row.uidvalidity, row.highestmodseq)
+                    cache = Snapshot(row.uidvalidity, row.highestmodseq)
                     cache.infos = {
                         x[0]: self._info_of(x)
                         for x in r.execute(
@@ -332,7 +333,7 @@ class Account:
                             (row.id,),
                         )
                     }
-                    self._cache[row.id] = cache
+                    self._snapshots.put(self.account, row.id, cache)
                 elif cache.modseq != row.highestmodseq:
                     last = next(reversed(cache.infos), 0)
                     unordered = False
@@ -351,6 +352,7 @@ class Account:
                     if unordered:
                         cache.infos = dict(sorted(cache.infos.items()))
                     cache.modseq = row.highestmodseq
+                    self._snapshots.put(self.account, row.id, cache)
                 return list(cache.infos.values())
             finally:
                 r.execute("COMMIT")
@@ -380,6 +382,10 @@ class Account:
                 return Changes(row.highestmodseq, changed, expunged)
             finally:
                 r.execute("COMMIT")
+
+    def folder_dir(self, name: str) -> Path:
+        with self.rlock:
+            return self.root / self._row(self._reader(), name).dirname
 
     def highestmodseq(self, name: str) -> int:
         return self.fresh_row(name).highestmodseq
@@ -476,6 +482,7 @@ class Account:
                     row = self._row(w, name)
                     modseq = row.highestmodseq
                     folder_dir = self.root / row.dirname
+                    letters = assign_keywords(w, self.root, row, flags)
                     for i in range(0, len(wanted), 500):
                         chunk = wanted[i : i + 500]
                         marks = ",".join("?" * len(chunk))
@@ -493,7 +500,7 @@ class Account:
                             if new == old:
                                 continue
                             modseq += 1
-                            new_path = "cur/" + filename(uidl, size, new)
+                            new_path = "cur/" + filename(uidl, size, new, letters)
                             if new_path != path:
                                 src, dst = folder_dir / path, folder_dir / new_path
                                 os.rename(src, dst)
@@ -609,10 +616,13 @@ class Account:
                     f" WHERE folder = ? AND uid IN ({','.join('?' * len(chunk))}) ORDER BY uid",
                     (source.id, *chunk),
                 ).fetchall()
+                letters = assign_keywords(
+                    w, self.root, target, {f for x in rows for f in x[1].split()}
+                )
                 for uid, ftext, date, tz, size, uidl, path in rows:
                     flags = self._flags(ftext)
                     base = new_basename()  # never reuse a base: tombstones name bases
-                    new_path = "cur/" + filename(base, size, flags)
+                    new_path = "cur/" + filename(base, size, flags, letters)
                     src_file, dst_file = src_dir / path, dst_dir / new_path
                     if move:
                         os.rename(src_file, dst_file)

@@ -22,11 +22,17 @@ from concurrent.futures import Executor
 from dataclasses import dataclass
 from pathlib import Path
 
-from merpati.mailstore.api import AppendResult, MailStoreError, NoSuchFolder, QuotaExceeded
+from merpati.mailstore.api import (
+    AppendResult,
+    MailStoreError,
+    NoSuchFolder,
+    QuotaExceeded,
+    StorageFailure,
+)
 from merpati.mailstore.embedded.account import Account
 from merpati.mailstore.embedded.index import transaction
-from merpati.mailstore.embedded.layout import filename, fsync_dir
-from merpati.mailstore.embedded.sync import FolderRow, dir_mtimes, folder_row
+from merpati.mailstore.embedded.layout import filename, sync_dirs, sync_many
+from merpati.mailstore.embedded.sync import FolderRow, assign_keywords, dir_mtimes, folder_row
 
 
 @dataclass(slots=True)
@@ -50,16 +56,16 @@ Outcome = AppendResult | MailStoreError
 def commit_batch(jobs: list[AppendJob]) -> list[Outcome]:
     """Blocking: make every job durable and visible, or fail it. Runs in a worker thread."""
     outcomes: dict[int, Outcome] = {}
-    for i, job in enumerate(jobs):
-        if job.fd is None:
-            continue
-        try:
-            os.fsync(job.fd)
-        except OSError:
-            outcomes[i] = MailStoreError("the message could not be written")
-        finally:
-            os.close(job.fd)
-            job.fd = None
+    fds = [(i, job.fd) for i, job in enumerate(jobs) if job.fd is not None]
+    try:
+        sync_many([fd for _, fd in fds])
+    except OSError:
+        for i, _ in fds:
+            outcomes[i] = StorageFailure("the message could not be written")
+    finally:
+        for i, fd in fds:
+            os.close(fd)
+            jobs[i].fd = None
     by_account: dict[int, list[int]] = defaultdict(list)
     for i, job in enumerate(jobs):
         if i not in outcomes:
@@ -98,11 +104,11 @@ def _commit_account(jobs: list[tuple[int, AppendJob]]) -> dict[int, Outcome]:
                     )
                     uid, modseq = st[2], st[3] + 1
                     st[2], st[3] = uid + 1, modseq
-                    rel = (
-                        "new/" + filename(job.base, job.size, None)
-                        if not job.flags
-                        else "cur/" + filename(job.base, job.size, job.flags)
-                    )
+                    if job.flags:
+                        letters = assign_keywords(w, account.root, row, job.flags)
+                        rel = "cur/" + filename(job.base, job.size, job.flags, letters)
+                    else:
+                        rel = "new/" + filename(job.base, job.size, None)
                     final = account.root / row.dirname / rel
                     os.rename(job.tmp, final)
                     placed.append((job.tmp, final))
@@ -130,8 +136,7 @@ def _commit_account(jobs: list[tuple[int, AppendJob]]) -> dict[int, Outcome]:
                     )
                     used += job.size
                     outcomes[i] = AppendResult(row.uidvalidity, uid, modseq)
-                for d in dirs:
-                    fsync_dir(d)
+                sync_dirs(sorted(dirs))
                 for name, (fid, _, uidnext, modseq) in state.items():
                     new_mtime, cur_mtime = dir_mtimes(account.root / rows[name].dirname)
                     w.execute(
@@ -146,7 +151,7 @@ def _commit_account(jobs: list[tuple[int, AppendJob]]) -> dict[int, Outcome]:
                     os.rename(final, tmp)
                 except OSError:
                     pass
-            return {i: MailStoreError("the message could not be stored") for i, _ in jobs}
+            return {i: StorageFailure("the message could not be stored") for i, _ in jobs}
     return outcomes
 
 
@@ -179,7 +184,7 @@ class GroupCommitter:
                     self._executor, commit_batch, [job for job, _ in batch]
                 )
             except Exception:
-                outcomes = [MailStoreError("the message could not be stored")] * len(batch)
+                outcomes = [StorageFailure("the message could not be stored")] * len(batch)
             for (_, future), outcome in zip(batch, outcomes, strict=True):
                 if not future.done():
                     future.set_result(outcome)

@@ -1,47 +1,95 @@
 """The change feed: wakes IMAP IDLE (``wait_for_change``) when a folder changes.
 
-Changes made through this process wake waiters at once (``notify``). Changes made by another
-process (a second ``merpati serve`` on the same data dir, the CLI) or by another program that
-drops files into ``new/`` are found by one poller per store, which runs only while someone
-waits: every ``interval`` it asks each waited account's index for ``PRAGMA data_version``
-(which moves when any other connection committed) and every ``dir_interval`` it checks the
-waited folders' directories (the cheap mtime check that triggers a pickup). A woken waiter
-re-reads its folder's HIGHESTMODSEQ; spurious wake-ups are harmless.
+Changes made through this process wake waiters at once (``notify``), and touch this process's
+marker file ``<mail>/.changes/<host>-<pid>``. Changes made elsewhere are found by one poller
+per store, which runs only while someone waits:
+
+- every ``interval``: if another process's marker moved (a second ``merpati serve`` on the
+  same data dir, the CLI), each waited account's index is asked for ``PRAGMA data_version``
+  and the accounts whose index moved are woken; with a single process this is one small
+  directory listing;
+- every ``DIR_POLL_INTERVAL``: the waited folders' ``new/`` and ``cur/`` mtimes are compared
+  with what the poller saw last (two stats per folder); a folder whose directories moved is
+  synced (mail another program dropped into ``new/``) and its waiters woken.
+
+A woken waiter re-reads its folder's HIGHESTMODSEQ; spurious wake-ups are harmless.
 """
 
 from __future__ import annotations
 
 import asyncio
+import os
+import socket
+import sqlite3
 from collections import defaultdict
 from concurrent.futures import Executor
+from pathlib import Path
 
 from merpati.mailstore.api import MailStoreError
 from merpati.mailstore.embedded.account import Account
+from merpati.mailstore.embedded.sync import dir_mtimes
 
-POLL_INTERVAL = 0.3  # seconds between index checks for other processes' commits
+POLL_INTERVAL = 0.3  # seconds between checks for other processes' commits
 DIR_POLL_INTERVAL = 1.0  # seconds between Maildir directory checks for dropped-in mail
+MARKERS = ".changes"
 
 
 class ChangeFeed:
-    def __init__(self, executor: Executor, interval: float = POLL_INTERVAL) -> None:
+    def __init__(
+        self, executor: Executor, mail_root: Path, interval: float = POLL_INTERVAL
+    ) -> None:
         self._executor = executor
         self._interval = interval
-        self._events: dict[tuple[str, str], asyncio.Event] = {}
+        self._markers = mail_root / MARKERS
+        self._own = f"{socket.gethostname()}-{os.getpid()}"
+        self._own_ready = False
+        self._seen_markers: dict[str, int] = {}
+        # account -> folder -> event; waiter counts per (account, folder).
+        self._events: dict[str, dict[str, asyncio.Event]] = defaultdict(dict)
         self._waiters: dict[tuple[str, str], int] = defaultdict(int)
         self._accounts: dict[str, Account] = {}
         self._versions: dict[str, int] = {}
+        self._dirs: dict[tuple[str, str], tuple[Path, tuple[int, int]]] = {}
         self._poller: asyncio.Task[None] | None = None
 
+    # -- this process ------------------------------------------------------------------------
     def notify(self, account: str, folder: str | None = None) -> None:
-        """Wake waiters on ``folder`` of ``account`` (all its folders when None)."""
-        for key in [k for k in self._events if k[0] == account and folder in (None, k[1])]:
-            self._events.pop(key).set()
+        """A change was committed through this process: wake waiters on ``folder`` of
+        ``account`` (all its folders when None) and tell other processes."""
+        self._wake(account, folder)
+        self._touch()
 
+    def _wake(self, account: str, folder: str | None) -> None:
+        events = self._events.get(account)
+        if not events:
+            return
+        if folder is None:
+            for ev in events.values():
+                ev.set()
+            events.clear()
+        else:
+            if folder in events:
+                events.pop(folder).set()
+
+    def _touch(self) -> None:
+        path = self._markers / self._own
+        try:
+            os.utime(path)
+        except FileNotFoundError:
+            try:
+                self._markers.mkdir(parents=True, exist_ok=True)
+                path.touch()
+            except OSError:
+                pass
+        except OSError:
+            pass
+
+    # -- waiting -----------------------------------------------------------------------------
     def event(self, account: Account, folder: str) -> asyncio.Event:
-        key = (account.account, folder)
-        ev = self._events.get(key)
+        events = self._events[account.account]
+        ev = events.get(folder)
         if ev is None:
-            ev = self._events[key] = asyncio.Event()
+            ev = events[folder] = asyncio.Event()
         self._accounts[account.account] = account
         if self._poller is None or self._poller.done():
             self._poller = asyncio.get_running_loop().create_task(self._poll())
@@ -52,6 +100,10 @@ class ChangeFeed:
         self._waiters[key] += delta
         if self._waiters[key] <= 0:
             del self._waiters[key]
+            self._dirs.pop(key, None)
+            if not any(k[0] == account for k in self._waiters):
+                self._accounts.pop(account, None)
+                self._versions.pop(account, None)
 
     async def _poll(self) -> None:
         loop = asyncio.get_running_loop()
@@ -63,26 +115,74 @@ class ChangeFeed:
             if check_dirs:
                 elapsed = 0.0
             keys = list(self._waiters)
-            changed = await loop.run_in_executor(self._executor, self._check, keys, check_dirs)
-            for account in changed:
-                self.notify(account)
+            accounts = dict(self._accounts)
+            try:
+                woken = await loop.run_in_executor(
+                    self._executor, self._check, keys, accounts, check_dirs
+                )
+            except RuntimeError:  # the executor was shut down: the store is closing
+                return
+            for account, folder in woken:
+                self._wake(account, folder)
 
-    def _check(self, keys: list[tuple[str, str]], check_dirs: bool) -> set[str]:
-        changed: set[str] = set()
-        for name in {k[0] for k in keys}:
-            account = self._accounts.get(name)
-            if account is None:
+    # -- worker thread ---------------------------------------------------------------------
+    def _others_moved(self) -> bool:
+        moved = False
+        try:
+            entries = list(os.scandir(self._markers))
+        except FileNotFoundError:
+            return False
+        for entry in entries:
+            if entry.name == self._own:
                 continue
             try:
-                if check_dirs:
-                    for key in keys:
-                        if key[0] == name:
-                            account.fresh_row(key[1])  # picks up dropped-in mail
-                version = account.data_version()
-            except (MailStoreError, AssertionError, OSError):
-                changed.add(name)
+                mtime = entry.stat().st_mtime_ns
+            except FileNotFoundError:
                 continue
-            if self._versions.get(name) != version:  # the first sighting wakes too
-                changed.add(name)
-                self._versions[name] = version
-        return changed
+            if self._seen_markers.get(entry.name) != mtime:
+                self._seen_markers[entry.name] = mtime
+                moved = True
+        return moved
+
+    def _check(
+        self, keys: list[tuple[str, str]], accounts: dict[str, Account], check_dirs: bool
+    ) -> set[tuple[str, str | None]]:
+        woken: set[tuple[str, str | None]] = set()
+        sweep = self._others_moved()
+        for name, acct in accounts.items():
+            if not sweep and name in self._versions:
+                continue
+            try:
+                version = acct.data_version()
+            except (MailStoreError, AssertionError, OSError, sqlite3.Error):
+                woken.add((name, None))
+                continue
+            # A new baseline wakes too: a change may have landed just before it was taken.
+            if self._versions.get(name) != version:
+                woken.add((name, None))
+            self._versions[name] = version
+        if check_dirs:
+            for key in keys:
+                account = accounts.get(key[0])
+                if account is None:
+                    continue
+                try:
+                    known = self._dirs.get(key)
+                    if known is None:
+                        # Baseline: sync against the index first (a drop may predate it).
+                        folder_dir = account.folder_dir(key[1])
+                        mtimes = dir_mtimes(folder_dir)
+                        account.fresh_row(key[1])
+                        self._dirs[key] = (folder_dir, mtimes)
+                        woken.add(key)
+                        continue
+                    folder_dir, mtimes = known
+                    now = dir_mtimes(folder_dir)
+                    if now != mtimes:
+                        self._dirs[key] = (folder_dir, now)
+                        account.fresh_row(key[1])  # picks up dropped-in mail
+                        woken.add(key)
+                except (MailStoreError, AssertionError, OSError, sqlite3.Error):
+                    self._dirs.pop(key, None)
+                    woken.add(key)
+        return woken

@@ -65,6 +65,12 @@ CREATE TABLE IF NOT EXISTS expunged (
 );
 CREATE INDEX IF NOT EXISTS expunged_modseq ON expunged (folder, modseq);
 CREATE INDEX IF NOT EXISTS expunged_uidl ON expunged (uidl);
+CREATE TABLE IF NOT EXISTS keywords (
+    folder INTEGER NOT NULL,
+    idx INTEGER NOT NULL,
+    name TEXT NOT NULL,
+    PRIMARY KEY (folder, idx)
+) WITHOUT ROWID;
 """
 
 

@@ -21,12 +21,15 @@ message's permanent unique id (POP3 UIDL). No database access happens here.
 from __future__ import annotations
 
 import base64
+import ctypes
+import ctypes.util
 import itertools
 import os
 import re
 import secrets
 import socket
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 INDEX_NAME = "merpati-index.sqlite"
@@ -138,22 +141,54 @@ def new_basename() -> str:
     return f"{secs}.M{usecs}P{os.getpid()}Q{next(_counter)}R{secrets.token_hex(4)}.{_HOST}"
 
 
-def filename(base: str, size: int, flags: frozenset[str] | None) -> str:
-    """Name of the file: without info (in new/) when ``flags`` is None."""
+KEYWORDS_FILE = "dovecot-keywords"
+KEYWORD_LETTERS = "abcdefghijklmnopqrstuvwxyz"  # Dovecot's 26 keyword slots per folder
+
+
+def filename(
+    base: str, size: int, flags: frozenset[str] | None, letters: dict[str, str] | None = None
+) -> str:
+    """Name of the file: without info (in new/) when ``flags`` is None. ``letters`` maps
+    keywords to their Dovecot letter in this folder (keywords without one are index-only)."""
     name = f"{base},S={size}"
     if flags is None:
         return name
-    return name + ":2," + "".join(sorted(FLAG_LETTERS[f] for f in flags if f in FLAG_LETTERS))
+    system = "".join(sorted(FLAG_LETTERS[f] for f in flags if f in FLAG_LETTERS))
+    keywords = "".join(sorted(letters[f] for f in flags if f in letters)) if letters else ""
+    return name + ":2," + system + keywords
 
 
-def parse_filename(name: str) -> tuple[str, frozenset[str]]:
-    """-> (unique base, system flags from the ``:2,`` info; Dovecot keyword letters ignored)."""
+def parse_filename(name: str, keywords: dict[str, str] | None = None) -> tuple[str, frozenset[str]]:
+    """-> (unique base, flags from the ``:2,`` info). ``keywords`` maps Dovecot letters to
+    keyword names; letters it does not know are ignored."""
     base = re.split(r"[,:]", name, maxsplit=1)[0]
     info = name.rpartition(":2,")
-    flags = (
-        frozenset(LETTER_FLAGS[c] for c in info[2] if c in LETTER_FLAGS) if info[1] else frozenset()
-    )
-    return base, flags
+    if not info[1]:
+        return base, frozenset()
+    flags = {LETTER_FLAGS[c] for c in info[2] if c in LETTER_FLAGS}
+    if keywords:
+        flags.update(keywords[c] for c in info[2] if c in keywords)
+    return base, frozenset(flags)
+
+
+def read_keywords_file(folder_dir: Path) -> dict[int, str]:
+    """Dovecot's ``dovecot-keywords``: lines of ``<index> <keyword>``."""
+    out: dict[int, str] = {}
+    try:
+        text = (folder_dir / KEYWORDS_FILE).read_text("utf-8", "replace")
+    except (FileNotFoundError, NotADirectoryError):
+        return out
+    for line in text.splitlines():
+        idx, _, word = line.partition(" ")
+        if idx.isdigit() and int(idx) < len(KEYWORD_LETTERS) and word.strip():
+            out[int(idx)] = word.strip()
+    return out
+
+
+def write_keywords_file(folder_dir: Path, keywords: dict[int, str]) -> None:
+    tmp = folder_dir / (KEYWORDS_FILE + ".tmp")
+    tmp.write_text("".join(f"{i} {kw}\n" for i, kw in sorted(keywords.items())), "utf-8")
+    os.replace(tmp, folder_dir / KEYWORDS_FILE)
 
 
 def size_from_filename(name: str) -> int | None:
@@ -179,6 +214,61 @@ def tmp_owner_dead(name: str) -> bool:
 
 
 # -- durability helpers -------------------------------------------------------------------------
+# With this many files (or directories) to make durable at once, one syncfs(2) of the file
+# system is cheaper than one fsync each (measured: ~2 ms per fsync, ~30 ms per syncfs of 200).
+SYNCFS_MIN = 4
+_syncfs: Callable[[int], int] | None = None
+_syncfs_checked = False
+
+
+def _load_syncfs() -> Callable[[int], int] | None:
+    global _syncfs, _syncfs_checked
+    if not _syncfs_checked:
+        _syncfs_checked = True
+        try:
+            libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6", use_errno=True)
+            _syncfs = libc.syncfs
+        except (OSError, AttributeError):
+            _syncfs = None
+    return _syncfs
+
+
+def sync_many(fds: list[int]) -> None:
+    """Make the data of every open file in ``fds`` durable (same file system): fsync each, or
+    one syncfs(2) when there are many. Raises OSError on failure."""
+    syncfs = _load_syncfs() if len(fds) >= SYNCFS_MIN else None
+    if syncfs is not None and syncfs(fds[0]) == 0:
+        return
+    for fd in fds:
+        os.fsync(fd)
+
+
+def sync_filesystem(path: Path) -> None:
+    """Make everything written on ``path``'s file system durable (syncfs, else sync)."""
+    syncfs = _load_syncfs()
+    fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY)
+    try:
+        if syncfs is not None and syncfs(fd) == 0:
+            return
+    finally:
+        os.close(fd)
+    os.sync()
+
+
+def sync_dirs(dirs: list[Path]) -> None:
+    """Make renames/links in ``dirs`` durable: fsync each directory, or one syncfs(2)."""
+    syncfs = _load_syncfs() if len(dirs) >= SYNCFS_MIN else None
+    if syncfs is not None:
+        fd = os.open(dirs[0], os.O_RDONLY | os.O_DIRECTORY)
+        try:
+            if syncfs(fd) == 0:
+                return
+        finally:
+            os.close(fd)
+    for d in dirs:
+        fsync_dir(d)
+
+
 def fsync_dir(path: Path) -> None:
     fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY)
     try:

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+import sqlite3
 import time
 from collections.abc import Callable, Iterable, Sequence
 from typing import TYPE_CHECKING, TypeVar
@@ -22,6 +23,7 @@ from merpati.mailstore.api import (
     InvalidName,
     MessageInfo,
     QuotaExceeded,
+    StorageFailure,
 )
 from merpati.mailstore.embedded.account import Account
 from merpati.mailstore.embedded.commit import AppendJob
@@ -35,6 +37,7 @@ if TYPE_CHECKING:
     from merpati.mailstore.embedded.store import EmbeddedMailStore
 
 T = TypeVar("T")
+OWN_FSYNC_SIZE = 1_000_000  # bytes from which a message's writer fsyncs it itself
 
 
 def local_tz_minutes(when: float) -> int:
@@ -50,7 +53,11 @@ class EmbeddedMailbox:
     async def _call(self, fn: Callable[..., T], *args: object) -> T:
         acct = await self._store.open_account(self.account)
         loop = asyncio.get_running_loop()
-        return await loop.run_in_executor(self._store.executor, fn, acct, *args)
+        try:
+            return await loop.run_in_executor(self._store.executor, fn, acct, *args)
+        except (OSError, sqlite3.Error) as exc:
+            # Disk full, permissions, a damaged file: the operation did not happen.
+            raise StorageFailure("the mail store could not complete the operation") from exc
 
     def _notify(self, folder: str | None = None) -> None:
         self._store.feed.notify(self.account, folder)
@@ -91,6 +98,20 @@ class EmbeddedMailbox:
         internaldate: float | None = None,
         internaldate_tz: int | None = None,
     ) -> AppendResult:
+        # Shielded: a caller cancelled mid-way (client gone) must not strand a half-prepared
+        # file or an open descriptor; the append then completes (or fails) on its own.
+        return await asyncio.shield(
+            self._append(folder, data, flags, internaldate, internaldate_tz)
+        )
+
+    async def _append(
+        self,
+        folder: str,
+        data: bytes,
+        flags: Iterable[str],
+        internaldate: float | None,
+        internaldate_tz: int | None,
+    ) -> AppendResult:
         name = normalise_folder(folder)
         limit = self._limit()
         date = time.time() if internaldate is None else internaldate
@@ -101,6 +122,32 @@ class EmbeddedMailbox:
             raise outcome
         self._notify(name)
         return outcome
+
+    async def append_many(
+        self, folder: str, items: Sequence[tuple[bytes, Iterable[str], float | None]]
+    ) -> list[AppendResult]:
+        """Bulk append (import): UIDs in the order given, one group commit for all. Raises the
+        first error after the others are committed (e.g. QuotaExceeded)."""
+        return await asyncio.shield(self._append_many(folder, items))
+
+    async def _append_many(
+        self, folder: str, items: Sequence[tuple[bytes, Iterable[str], float | None]]
+    ) -> list[AppendResult]:
+        name = normalise_folder(folder)
+        limit = self._limit()
+        prepared = [
+            (data, normalise_flags(flags), time.time() if date is None else date)
+            for data, flags, date in items
+        ]
+        jobs = await self._call(_prepare_many, name, prepared, limit)
+        outcomes = await self._store.committer.submit(jobs)
+        self._notify(name)
+        results: list[AppendResult] = []
+        for outcome in outcomes:
+            if isinstance(outcome, Exception):
+                raise outcome
+            results.append(outcome)
+        return results
 
     # -- reading --------------------------------------------------------------------------------
     async def messages(self, folder: str) -> list[MessageInfo]:
@@ -203,10 +250,42 @@ def _prepare(
     blob = structure if structure is not None else serial.dumps(scan(data))
     base = new_basename()
     tmp = account.root / row.dirname / "tmp" / filename(base, len(data), None)
-    fd = write_file(tmp, data, internaldate)
+    fd: int | None = write_file(tmp, data, internaldate)
+    if fd is not None and len(data) >= OWN_FSYNC_SIZE:
+        # A big file is synced by its own writer thread, in parallel with the others; the
+        # batch then only renames and commits it.
+        try:
+            os.fsync(fd)
+        except OSError:
+            tmp.unlink(missing_ok=True)
+            raise
+        finally:
+            os.close(fd)
+        fd = None
     return AppendJob(
         account, folder, tmp, fd, base, len(data), flags, internaldate, tz, blob, limit
     )
+
+
+def _prepare_many(
+    account: Account,
+    folder: str,
+    items: list[tuple[bytes, frozenset[str], float]],
+    limit: int | None,
+) -> list[AppendJob]:
+    jobs: list[AppendJob] = []
+    try:
+        for data, flags, date in items:
+            jobs.append(
+                _prepare(account, folder, data, flags, date, local_tz_minutes(date), limit, None)
+            )
+    except BaseException:
+        for job in jobs:
+            if job.fd is not None:
+                os.close(job.fd)
+            job.tmp.unlink(missing_ok=True)
+        raise
+    return jobs
 
 
 def link_job(

@@ -13,12 +13,13 @@ from __future__ import annotations
 import asyncio
 import os
 import shutil
+import sqlite3
 import time
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
-from merpati.mailstore.api import AppendResult, DeliveryTarget, MailStoreError
+from merpati.mailstore.api import AppendResult, DeliveryTarget, MailStoreError, StorageFailure
 from merpati.mailstore.embedded.account import Account
 from merpati.mailstore.embedded.commit import AppendJob, GroupCommitter
 from merpati.mailstore.embedded.feed import POLL_INTERVAL, ChangeFeed
@@ -29,6 +30,7 @@ from merpati.mailstore.embedded.mailbox import (
     link_job,
     local_tz_minutes,
 )
+from merpati.mailstore.embedded.snapshots import DEFAULT_BUDGET, SnapshotCache
 from merpati.mailstore.names import normalise_flags, normalise_folder
 from merpati.mime import serial
 from merpati.mime.scan import scan
@@ -46,12 +48,14 @@ class EmbeddedMailStore:
         group_commit: bool = True,
         workers: int = WORKERS,
         poll_interval: float = POLL_INTERVAL,
+        snapshot_budget: int = DEFAULT_BUDGET,
     ) -> None:
         self.mail_root = Path(data_dir) / "mail"
         self.quota_lookup: QuotaLookup = quota_lookup or (lambda account: None)
         self.executor = ThreadPoolExecutor(workers, thread_name_prefix="mailstore")
         self.committer = GroupCommitter(self.executor, enabled=group_commit)
-        self.feed = ChangeFeed(self.executor, poll_interval)
+        self.feed = ChangeFeed(self.executor, self.mail_root, poll_interval)
+        self.snapshots = SnapshotCache(snapshot_budget)
         self._accounts: dict[str, Account] = {}
         self._opening: dict[str, asyncio.Future[Account]] = {}
         self._mailboxes: dict[str, EmbeddedMailbox] = {}
@@ -73,7 +77,7 @@ class EmbeddedMailStore:
         future: asyncio.Future[Account] = loop.create_future()
         self._opening[account] = future
         try:
-            acct = Account(account, account_dir(self.mail_root, account))
+            acct = Account(account, account_dir(self.mail_root, account), self.snapshots)
             await loop.run_in_executor(self.executor, acct.open)
             self._accounts[account] = acct
             future.set_result(acct)
@@ -93,6 +97,7 @@ class EmbeddedMailStore:
         acct = self._accounts.pop(account, None)
         if acct is not None:
             await loop.run_in_executor(self.executor, acct.close)
+        self.snapshots.drop(account)
         self.feed.notify(account)
         root = account_dir(self.mail_root, account)
         if root.exists():
@@ -103,7 +108,13 @@ class EmbeddedMailStore:
     async def deliver(
         self, data: bytes, targets: Sequence[DeliveryTarget], internaldate: float | None = None
     ) -> list[AppendResult | MailStoreError]:
-        """One copy of the content, hard-linked into every target; one group commit."""
+        """One copy of the content, hard-linked into every target; one group commit.
+        Shielded from cancellation like ``append``."""
+        return await asyncio.shield(self._deliver(data, targets, internaldate))
+
+    async def _deliver(
+        self, data: bytes, targets: Sequence[DeliveryTarget], internaldate: float | None
+    ) -> list[AppendResult | MailStoreError]:
         loop = asyncio.get_running_loop()
         date = time.time() if internaldate is None else internaldate
         tz = local_tz_minutes(date)
@@ -138,15 +149,15 @@ class EmbeddedMailStore:
                 jobs.append((i, job))
             except MailStoreError as exc:
                 results[i] = exc
-            except OSError:
-                results[i] = MailStoreError("the message could not be stored")
+            except (OSError, sqlite3.Error):
+                results[i] = StorageFailure("the message could not be stored")
         if jobs:
             outcomes = await self.committer.submit([job for _, job in jobs])
             for (i, job), outcome in zip(jobs, outcomes, strict=True):
                 results[i] = outcome
                 if isinstance(outcome, AppendResult):
                     self.feed.notify(job.account.account, job.folder)
-        return [r if r is not None else MailStoreError("not stored") for r in results]
+        return [r if r is not None else StorageFailure("not stored") for r in results]
 
     async def close(self) -> None:
         await self.committer.drain()

@@ -14,18 +14,22 @@ import os
 import shutil
 import sqlite3
 import time
+from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
 
 from merpati.mailstore.api import DEFAULT_FOLDERS
 from merpati.mailstore.embedded.layout import (
+    KEYWORD_LETTERS,
     SUBDIRS,
     UIDVALIDITY_FILE,
     folder_dirname,
     folder_name,
     make_maildir,
     parse_filename,
+    read_keywords_file,
     tmp_owner_dead,
+    write_keywords_file,
 )
 from merpati.mailstore.names import new_uidvalidity
 from merpati.mime import serial
@@ -58,6 +62,39 @@ FOLDER_COLUMNS = (
 def folder_row(conn: sqlite3.Connection, name: str) -> FolderRow | None:
     row = conn.execute(f"SELECT {FOLDER_COLUMNS} FROM folders WHERE name = ?", (name,)).fetchone()
     return None if row is None else FolderRow(*row)
+
+
+def keyword_letters(conn: sqlite3.Connection, row: FolderRow) -> dict[str, str]:
+    """keyword -> its Dovecot letter in this folder."""
+    return {
+        name: KEYWORD_LETTERS[idx]
+        for idx, name in conn.execute("SELECT idx, name FROM keywords WHERE folder = ?", (row.id,))
+    }
+
+
+def assign_keywords(
+    conn: sqlite3.Connection, root: Path, row: FolderRow, flags: Iterable[str]
+) -> dict[str, str]:
+    """Give letters to keywords of ``flags`` that have none yet (while any of the 26 is free),
+    mirror the table into the folder's ``dovecot-keywords``; return keyword -> letter. In a
+    write transaction."""
+    letters = keyword_letters(conn, row)
+    new = sorted({f for f in flags if not f.startswith("\\") and f not in letters})
+    if not new:
+        return letters
+    used = {KEYWORD_LETTERS.index(letter) for letter in letters.values()}
+    free = [i for i in range(len(KEYWORD_LETTERS)) if i not in used]
+    if not free:
+        return letters
+    for keyword, idx in zip(new, free, strict=False):
+        conn.execute(
+            "INSERT INTO keywords (folder, idx, name) VALUES (?, ?, ?)", (row.id, idx, keyword)
+        )
+        letters[keyword] = KEYWORD_LETTERS[idx]
+    write_keywords_file(
+        root / row.dirname, {KEYWORD_LETTERS.index(v): k for k, v in letters.items()}
+    )
+    return letters
 
 
 def dir_mtimes(folder_dir: Path) -> tuple[int, int]:
@@ -127,6 +164,11 @@ def build(conn: sqlite3.Connection, root: Path) -> None:
         )
         row = folder_row(conn, name)
         assert row is not None
+        for idx, keyword in read_keywords_file(root / dirname).items():
+            conn.execute(
+                "INSERT OR IGNORE INTO keywords (folder, idx, name) VALUES (?, ?, ?)",
+                (row.id, idx, keyword),
+            )
         sync_folder(conn, root, row)
     used = conn.execute("SELECT total(size) FROM messages").fetchone()[0]
     conn.execute("UPDATE meta SET value = ? WHERE key = 'used'", (int(used),))
@@ -143,6 +185,9 @@ def sync_folder(conn: sqlite3.Connection, root: Path, row: FolderRow) -> int:
             "SELECT uid, uidl, path, flags, size FROM messages WHERE folder = ?", (row.id,)
         )
     }
+    letters = keyword_letters(conn, row)
+    by_letter = {v: k for k, v in letters.items()}
+    mapped = set(letters)
     seen: set[str] = set()
     found: list[tuple[int, str, str, frozenset[str]]] = []  # (mtime_ns, subdir/name, base, flags)
     modseq = row.highestmodseq
@@ -155,7 +200,7 @@ def sync_folder(conn: sqlite3.Connection, root: Path, row: FolderRow) -> int:
         for entry in entries:
             if entry.name.startswith("."):
                 continue
-            base, fflags = parse_filename(entry.name)
+            base, fflags = parse_filename(entry.name, by_letter)
             rel = f"{sub}/{entry.name}"
             if base in known:
                 seen.add(base)
@@ -163,8 +208,10 @@ def sync_folder(conn: sqlite3.Connection, root: Path, row: FolderRow) -> int:
                 if path != rel:
                     flags = set(flags_text.split())
                     if sub == "cur":
+                        # File name wins for what it can say; keywords without a letter
+                        # stay as the index has them.
                         system = {f for f in flags if f.startswith("\\")}
-                        flags = (flags - system) | set(fflags)
+                        flags = (flags - system - mapped) | set(fflags)
                     modseq += 1
                     conn.execute(
                         "UPDATE messages SET path = ?, flags = ?, seen = ?, recent = 0,"

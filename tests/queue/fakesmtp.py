@@ -41,6 +41,7 @@ class FakeSMTP:
     implicit_tls: bool = False  # TLS from the first byte (port 465 style)
     auth_mechanisms: str = "PLAIN LOGIN"
     no_ehlo: bool = False  # an old server: 502 to EHLO, HELO only
+    greeting_delay: float = 0.0  # a tarpit: wait this long before the greeting
     transactions: list[Transaction] = field(default_factory=list)
     connections: int = 0
     max_open: int = 0
@@ -78,6 +79,8 @@ class FakeSMTP:
         self, number: int, reader: asyncio.StreamReader, writer: asyncio.StreamWriter
     ) -> None:
         greet = self.greeting(number)
+        if self.greeting_delay:
+            await asyncio.sleep(self.greeting_delay)
         if not greet:
             return  # close at once: the client sees a dropped connection
         writer.write(greet)

@@ -470,3 +470,25 @@ def test_flush_during_an_attempt_is_not_lost(harness: HarnessFactory) -> None:
     # the first attempt stalls 0.5 s at the end of DATA, then fails; retry is an hour away
     sink = FakeSMTP(stall_after_data=0.5, data_reply=lambda t: b"451 4.3.0 later\r\n")
     run(with_sink(harness, body, sink, retry=(3600.0,)))
+
+
+def test_a_database_failure_while_recording_strands_nothing(harness: HarnessFactory) -> None:
+    async def body(h: Harness, sink: FakeSMTP) -> None:
+        real_finish = h.store.finish
+        calls = {"n": 0}
+
+        def flaky_finish(*args: Any, **kw: Any) -> None:
+            calls["n"] += 1
+            if calls["n"] == 1:
+                raise OSError("disk I/O error")
+            real_finish(*args, **kw)
+
+        h.store.finish = flaky_finish  # type: ignore[method-assign]
+        qid = await h.store.enqueue(env(), MSG, rcpts("bob@b.test"))
+        h.runner.wake()
+        await wait_until(lambda: h.store.get(qid) is None, 10)
+        assert calls["n"] == 2  # the lease was given back and the message tried again
+        assert [e for e in h.log.named("queue.error") if e.get("stage") == "finalize"]
+        assert len(sink.transactions) == 2  # at least once: a duplicate, not a loss
+
+    run(with_sink(harness, body))

@@ -493,3 +493,36 @@ def test_a_database_failure_while_recording_strands_nothing(harness: HarnessFact
         assert len(sink.transactions) == 2  # at least once: a duplicate, not a loss
 
     run(with_sink(harness, body))
+
+
+def test_local_success_notice_and_removed_during_attempt(harness: HarnessFactory) -> None:
+    async def body(h: Harness, sink: FakeSMTP) -> None:
+        await h.store.enqueue(env(), MSG, rcpts("carol@a.test", notify=frozenset({"SUCCESS"})))
+        h.runner.wake()
+        await h.idle()
+        g = status_groups(h.local.dsns()[0])[0]
+        assert g["action"] == "delivered" and "remote-mta" not in g
+        # removed while its attempt is under way: no DSN, nothing left behind
+        qid = await h.store.enqueue(env(), MSG, rcpts("bob@b.test"))
+        h.runner.wake()
+        await wait_until(lambda: h.runner.in_flight == 1)
+        assert h.store.remove(qid)
+        await h.idle()
+        assert len(h.local.dsns()) == 1 and h.store.count() == 0
+
+    run(
+        with_sink(harness, body, FakeSMTP(stall_after_data=0.3, data_reply=lambda t: b"554 no\r\n"))
+    )
+
+
+def test_missing_message_file_bounces_instead_of_looping(harness: HarnessFactory) -> None:
+    async def body(h: Harness, sink: FakeSMTP) -> None:
+        qid = await h.store.enqueue(env(), MSG, rcpts("bob@b.test"))
+        h.store.message_path(qid).unlink()
+        h.runner.start()
+        await h.idle()
+        assert h.store.count() == 0 and sink.transactions == []
+        g = status_groups(h.local.dsns()[0])[0]
+        assert g["status"] == "5.3.0"
+
+    run(with_sink(harness, body, start=False))

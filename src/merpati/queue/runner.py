@@ -240,6 +240,11 @@ class QueueRunner:
                             if dest is None:
                                 dest = await self._destination(key)
                             outcomes = await dest.send(await self._outbound(job))
+                    except FileNotFoundError:
+                        # The message file is gone (removed by hand, or by `queue remove`
+                        # during this attempt): nothing can ever be sent.
+                        text = "the queued message file is missing"
+                        outcomes = [Outcome("bounced", 550, "5.3.0", text)] * n
                     except Exception as exc:
                         self.deps.log("queue.error", id=job.work.msg.id, error=type(exc).__name__)
                         outcomes = [Outcome("deferred", 451, "4.3.0", "internal error")] * n
@@ -400,6 +405,8 @@ class QueueRunner:
 
     async def _finalize_inner(self, work: _Work, operator_bounce: bool) -> None:
         msg = work.msg
+        if not await asyncio.to_thread(self.store.exists, msg.id):
+            return  # removed by the operator meanwhile: no notice, nothing to record
         env = msg.envelope
         cfg = self.deps.config.delivery
         now = self.deps.clock()
@@ -507,7 +514,10 @@ class QueueRunner:
         msg = work.msg
         env = msg.envelope
         cfg = self.deps.config
-        original = await self._message_bytes(work)
+        try:
+            original = await self._message_bytes(work)
+        except FileNotFoundError:
+            original = b"Subject: (the original message file was lost)\r\n\r\n"
         dsn = build_dsn(
             reporting_mta=cfg.hostname,
             sender=env.mail_from,

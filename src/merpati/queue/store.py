@@ -312,6 +312,11 @@ class QueueStore:
             found = self._load(self._db, rows)
         return found[0] if found else None
 
+    def exists(self, qid: str) -> bool:
+        with self._fast_lock:
+            row = self._fast.execute("SELECT 1 FROM messages WHERE id = ?", (qid,)).fetchone()
+        return row is not None
+
     def count(self) -> int:
         with self._lock:
             return int(self._db.execute("SELECT count(*) FROM messages").fetchone()[0])

@@ -3,6 +3,7 @@ resolver: routing, one transaction per domain, retries, bounces, DSNs, limits, h
 
 from __future__ import annotations
 
+import asyncio
 import email
 import email.policy
 import ssl
@@ -526,3 +527,18 @@ def test_missing_message_file_bounces_instead_of_looping(harness: HarnessFactory
         assert g["status"] == "5.3.0"
 
     run(with_sink(harness, body, start=False))
+
+
+def test_connection_kept_a_moment_for_mail_that_follows(harness: HarnessFactory) -> None:
+    async def body(h: Harness, sink: FakeSMTP) -> None:
+        await h.store.enqueue(env(), MSG, rcpts("bob@b.test"))
+        h.runner.wake()
+        await wait_until(lambda: len(sink.transactions) == 1)
+        await asyncio.sleep(0.3)
+        await h.store.enqueue(env(), MSG, rcpts("carol@b.test"))
+        h.runner.wake()
+        await wait_until(lambda: len(sink.transactions) == 2)
+        assert sink.connections == 1
+        await wait_until(lambda: "QUIT" in sink.commands, 5)  # closed once idle
+
+    run(with_sink(harness, body))

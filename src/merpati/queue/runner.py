@@ -48,6 +48,7 @@ POLL_INTERVAL = 1.0  # seconds between looks at the queue database (operator com
 LEASE = 120.0  # seconds a claim lasts unless renewed
 CLAIM_BATCH = 200  # messages claimed per look
 MAX_IN_FLIGHT = 2000  # messages held in memory at once
+CONNECTION_IDLE = 2.0  # seconds an open connection waits for more mail to its destination
 
 _LOCAL = "local:"
 _RELAY = "relay:"
@@ -118,6 +119,7 @@ class QueueRunner:
         self._inflight: dict[str, _Work] = {}
         self._queues: dict[str, deque[_Job]] = {}
         self._workers: dict[str, int] = {}
+        self._arrivals: dict[str, asyncio.Event] = {}  # set when a job joins an idle queue
         self._tasks: set[asyncio.Task[None]] = set()
         self._main: asyncio.Task[None] | None = None
         self._last_renew = 0.0
@@ -136,6 +138,8 @@ class QueueRunner:
     async def stop(self, grace: float = 10.0) -> None:
         self._stopping = True
         self._wake.set()
+        for event in self._arrivals.values():
+            event.set()
         if self._main is not None:
             await asyncio.wait([self._main], timeout=grace)
         if self._tasks:
@@ -207,6 +211,9 @@ class QueueRunner:
         work.outstanding = len(groups)
         for key, rcpts in groups.items():
             self._queues.setdefault(key, deque()).append(_Job(work, rcpts))
+            arrival = self._arrivals.get(key)
+            if arrival is not None:
+                arrival.set()
             self._ensure_workers(key)
 
     def _spawn(self, coro: Any) -> None:
@@ -230,7 +237,18 @@ class QueueRunner:
         queue = self._queues[key]
         try:
             async with self._sem:
-                while queue and not self._stopping:
+                while not self._stopping:
+                    if not queue:
+                        # Keep a working connection a moment for mail that follows.
+                        if dest is None or not dest.connected:
+                            break
+                        arrival = self._arrivals.setdefault(key, asyncio.Event())
+                        arrival.clear()
+                        try:
+                            await asyncio.wait_for(arrival.wait(), CONNECTION_IDLE)
+                        except TimeoutError:
+                            break
+                        continue
                     job = queue.popleft()
                     n = len(job.recipients)
                     try:
@@ -254,6 +272,7 @@ class QueueRunner:
             if not self._workers[key] and not queue:
                 del self._workers[key]
                 self._queues.pop(key, None)
+                self._arrivals.pop(key, None)
             if dest is not None:
                 await dest.close()
             self._ensure_workers(key)

@@ -87,6 +87,10 @@ class Destination:
         self._ip: str | None = None
         self._failure: Outcome | None = None  # connecting failed: answer the rest at once
 
+    @property
+    def connected(self) -> bool:
+        return self._client is not None and not self._client.broken
+
     async def close(self) -> None:
         if self._client is not None:
             await self._client.quit()

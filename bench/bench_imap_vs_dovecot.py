@@ -33,7 +33,7 @@ import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from reference_dovecot import Dovecot, available, fill_maildir, tree_rss_kib  # noqa: E402
+from reference_dovecot import Dovecot, available, fill_maildir, tree_rss_kib
 
 ROOT = Path(__file__).resolve().parent.parent
 PASSWORD = "bench-password-1"
@@ -79,7 +79,9 @@ class Client:
         if literal is None:
             self.w.write(tag + b" " + text.encode() + b"\r\n")
         else:
-            self.w.write(tag + b" " + text.encode() + b" {%d+}\r\n" % len(literal) + literal + b"\r\n")
+            self.w.write(
+                tag + b" " + text.encode() + b" {%d+}\r\n" % len(literal) + literal + b"\r\n"
+            )
         return await self._response(tag)
 
     async def idle(self, seconds: float) -> None:
@@ -121,10 +123,17 @@ async def timings(port: int) -> tuple[float, float]:
 
 async def mix(port: int, clients: int, seconds: float, messages: int) -> tuple[int, list[float]]:
     ops = (
-        ["NOOP"] * 15 + ["FETCH"] * 25 + ["STORE"] * 15 + ["SEARCH"] * 10 + ["FLAGS"] * 5
-        + ["APPEND"] * 10 + ["IDLE"] * 5 + ["SELECT"] * 15
+        ["NOOP"] * 15
+        + ["FETCH"] * 25
+        + ["STORE"] * 15
+        + ["SEARCH"] * 10
+        + ["FLAGS"] * 5
+        + ["APPEND"] * 10
+        + ["IDLE"] * 5
+        + ["SELECT"] * 15
     )
     latencies: list[float] = []
+    by_op: dict[str, list[float]] = {}
     extra = make_message(7)
 
     async def one(i: int) -> None:
@@ -152,9 +161,22 @@ async def mix(port: int, clients: int, seconds: float, messages: int) -> tuple[i
             else:
                 await c.cmd("SELECT INBOX")
             latencies.append(time.perf_counter() - t)
+            by_op.setdefault(op, []).append(latencies[-1])
         await c.close()
 
+    setup = await login(port, MIX, None)
+    try:
+        await setup.cmd("CREATE Archive")  # Dovecot has no Archive folder by default
+    except RuntimeError:
+        pass  # Merpati creates it with the account
+    await setup.close()
     await asyncio.gather(*(one(i) for i in range(clients)))
+    if os.environ.get("BENCH_BY_OP"):
+        for op, lat in sorted(by_op.items()):
+            print(
+                f"    {op:7} n={len(lat):5} p50 {statistics.median(lat) * 1000:7.2f} ms"
+                f"  max {max(lat) * 1000:8.2f} ms"
+            )
     return len(latencies), latencies
 
 
@@ -180,8 +202,10 @@ def run_merpati(base: Path, maildirs: dict[str, Path]) -> tuple[subprocess.Popen
     port = _free_port()
     data = base / "data"
     cfg = base / "merpati.toml"
-    off = "".join(f"{n} = []\n" for n in ("smtp", "submission", "submissions", "imaps", "pop3",
-                                           "pop3s", "http"))
+    off = "".join(
+        f"{n} = []\n"
+        for n in ("smtp", "submission", "submissions", "imaps", "pop3", "pop3s", "http")
+    )
     cfg.write_text(
         f'data_dir = "{data}"\n[listen]\nimap = ["127.0.0.1:{port}"]\n{off}'
         "[tls]\nallow_plaintext_auth = true\n[limits]\nconnections_per_ip = 100000\n"
@@ -189,11 +213,15 @@ def run_merpati(base: Path, maildirs: dict[str, Path]) -> tuple[subprocess.Popen
     )
     env = dict(os.environ, PYTHONPATH=str(ROOT / "src"))
     cli = [sys.executable, "-m", "merpati", "--config", str(cfg)]
-    subprocess.run([*cli, "domain", "add", "example.org"], env=env, check=True,
-                   capture_output=True)
+    subprocess.run([*cli, "domain", "add", "example.org"], env=env, check=True, capture_output=True)
     for user, src in maildirs.items():
-        subprocess.run([*cli, "user", "add", user, "--password-stdin"], input=PASSWORD.encode(),
-                       env=env, check=True, capture_output=True)
+        subprocess.run(
+            [*cli, "user", "add", user, "--password-stdin"],
+            input=PASSWORD.encode(),
+            env=env,
+            check=True,
+            capture_output=True,
+        )
         t = time.perf_counter()
         subprocess.run([*cli, "import", user, str(src)], env=env, check=True, capture_output=True)
         print(f"  merpati import {user}: {time.perf_counter() - t:.1f} s", flush=True)
@@ -221,15 +249,21 @@ def _wait_port(port: int) -> None:
 
 def report(name: str, port: int, pid: int, rss: object, args: argparse.Namespace) -> None:
     sel, fetch = asyncio.run(timings(port))
-    print(f"{name}: SELECT {args.big} msgs {sel * 1000:.1f} ms; "
-          f"UID FETCH 1:* (UID FLAGS) {fetch * 1000:.1f} ms", flush=True)
+    print(
+        f"{name}: SELECT {args.big} msgs {sel * 1000:.1f} ms; "
+        f"UID FETCH 1:* (UID FLAGS) {fetch * 1000:.1f} ms",
+        flush=True,
+    )
     for clients in args.clients:
         n, lat = asyncio.run(mix(port, clients, args.seconds, args.mix))
         lat.sort()
         p50 = statistics.median(lat) * 1000
         p99 = lat[int(len(lat) * 0.99) - 1] * 1000 if lat else 0.0
-        print(f"{name}: mix {clients:>3} clients: {n / args.seconds:8.0f} commands/s, "
-              f"p50 {p50:.2f} ms, p99 {p99:.2f} ms", flush=True)
+        print(
+            f"{name}: mix {clients:>3} clients: {n / args.seconds:8.0f} commands/s, "
+            f"p50 {p50:.2f} ms, p99 {p99:.2f} ms",
+            flush=True,
+        )
     if args.idle:
         per = asyncio.run(idle_memory(port, pid, args.idle, rss))
         print(f"{name}: {args.idle} idle connections: {per:.1f} KiB each", flush=True)
@@ -246,7 +280,7 @@ def main() -> None:
     args = parser.parse_args()
     import resource
 
-    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    hard = resource.getrlimit(resource.RLIMIT_NOFILE)[1]
     resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
     with tempfile.TemporaryDirectory() as tmp:
         base = Path(tmp)

@@ -98,13 +98,7 @@ def serve(base: Path, accounts: int, per_account: int, size: int, pipe: Pipe) ->
         acceptor.stop_accepting()
         await mailstore.close()
 
-    try:
-        import uvloop
-
-        uvloop.install()
-    except ImportError:
-        pass
-    asyncio.run(main())
+    asyncio.run(main())  # the stdlib loop, as `merpati serve` uses
 
 
 async def client(

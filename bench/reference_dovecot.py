@@ -103,6 +103,9 @@ base_dir = {b}/run
 state_dir = {b}/state
 log_path = {b}/dovecot.log
 protocols = imap pop3
+protocol imap {{
+  mail_max_userip_connections = 100000
+}}
 listen = 127.0.0.1
 ssl = no
 disable_plaintext_auth = no

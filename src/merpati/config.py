@@ -195,6 +195,8 @@ class LimitsConfig:
     imap_line_length: int = _field(64 * 1024, "size")
     imap_literal_size: int = _field(50 * 1000**2, "size", "also APPENDLIMIT")
     pop3_idle_timeout: float = _field(600.0, "duration")  # rfc1939:3 at least 10 minutes
+    # rfc2449:6.5 minimum time between POP3 logins of one account; 0: none (not advertised).
+    pop3_login_delay: float = _field(0.0, "duration")
     shutdown_grace: float = _field(10.0, "duration")
 
 

@@ -258,3 +258,18 @@ def test_remove_account(run: Runner) -> None:
         assert (await store.mailbox(A).folder("INBOX")).messages == 0
 
     run(body)
+
+
+def test_recent_until_flags_change(run: Runner) -> None:
+    async def body(store: Any) -> None:
+        box = store.mailbox(A)
+        await box.append("INBOX", msg(1))
+        await box.append("INBOX", msg(2), flags=["\\Seen"])
+        assert (await box.folder("INBOX")).recent == 2
+        await box.store_flags("INBOX", [1], FlagMode.ADD, ["\\Flagged"])
+        info = await box.folder("INBOX")
+        assert (info.recent, info.unseen) == (1, 1)
+        await box.copy("INBOX", [1], "Archive")
+        assert (await box.folder("Archive")).recent == 1
+
+    run(body)

@@ -28,7 +28,9 @@ def srv(tmp_path_factory: pytest.TempPathFactory) -> Iterator[MerpatiServer]:
     if FETCHMAIL is None:
         pytest.skip("fetchmail not installed (Debian package fetchmail; `make test` installs it)")
     server = MerpatiServer(
-        tmp_path_factory.mktemp("fetchmail"), listeners=("smtp", "pop3", "pop3s")
+        tmp_path_factory.mktemp("fetchmail"),
+        listeners=("smtp", "pop3", "pop3s"),
+        extra_toml='[limits]\nshutdown_grace = "1s"\n',
     )
     server.start()
     yield server

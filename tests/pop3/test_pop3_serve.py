@@ -3,7 +3,9 @@ material and accounts of the real server), driven by poplib."""
 
 from __future__ import annotations
 
+import imaplib
 import poplib
+import re
 import smtplib
 from collections.abc import Callable
 
@@ -12,10 +14,11 @@ import pytest
 from harness import MerpatiServer
 
 POP3_ONLY = ("pop3", "pop3s")
+QUICK_STOP = '[limits]\nshutdown_grace = "1s"\n'
 
 
 def test_serve_pop3_and_pop3s(server_factory: Callable[..., MerpatiServer]) -> None:
-    server = server_factory(listeners=POP3_ONLY)
+    server = server_factory(listeners=POP3_ONLY, extra_toml=QUICK_STOP)
     password = server.add_user("carol@example.org")
     host, port = server.address("pop3")
     client = poplib.POP3(host, port, timeout=10)
@@ -49,7 +52,11 @@ def test_smtp_delivery_then_pop3(server_factory: Callable[..., MerpatiServer]) -
     """Mail in through the MX listener, out through POP3S: byte-exact bodies, UIDL stable
     across sessions, new mail only in the next session, deletion only at QUIT; and plaintext
     credentials where the operator allows them."""
-    srv = server_factory(listeners=("smtp", "pop3", "pop3s"), allow_plaintext_auth=True)
+    srv = server_factory(
+        listeners=("smtp", "imap", "pop3", "pop3s"),
+        allow_plaintext_auth=True,
+        extra_toml=QUICK_STOP,
+    )
     password = srv.add_user("erin@example.org")
     # allow_plaintext_auth: credentials accepted on the plaintext listener without STLS.
     plain = poplib.POP3(*srv.address("pop3"), timeout=10)
@@ -81,6 +88,9 @@ def test_smtp_delivery_then_pop3(server_factory: Callable[..., MerpatiServer]) -
         client.pass_(password)
         return client
 
+    imap = imaplib.IMAP4(*srv.address("imap"), timeout=10)
+    imap.login("erin@example.org", password)
+    imap.select("INBOX")
     client = login()
     assert client.stat()[0] == 2
     first_uidls = client.uidl()[1]
@@ -91,7 +101,22 @@ def test_smtp_delivery_then_pop3(server_factory: Callable[..., MerpatiServer]) -
     send(2)
     assert client.stat()[0] == 2, "the maildrop is the INBOX as it was at login"
     client.dele(1)
+    imap.noop()
     client.quit()
+
+    # IMAP sees what POP3 did: RETR set \Seen, the QUIT expunged message 1.
+    assert imap.noop()[0] == "OK"
+    assert b"1" in (imap.response("EXPUNGE")[1] or [b""])[0]
+    imap.response("FETCH")  # drop unsolicited flag updates seen so far
+    _, lines = imap.fetch("1:*", "(FLAGS)")
+    flags = {}
+    for line in lines:
+        m = re.match(rb"(\d+) \(.*FLAGS \(([^)]*)\)", line if isinstance(line, bytes) else b"")
+        if m:
+            flags[int(m.group(1))] = m.group(2).split()
+    assert sorted(flags) == [1, 2]
+    assert b"\\Seen" in flags[1] and b"\\Seen" not in flags[2]
+    imap.logout()
 
     client = login()
     uidls = client.uidl()[1]

@@ -344,10 +344,23 @@ def test_limits(tmp_path: Path) -> None:
         srv.stop()
 
 
-def test_shutdown_tells_idle_sessions(tmp_path: Path) -> None:
-    """Server stopping: an idle logged-in session is told to come back; nothing is deleted."""
-    srv = InProcessServer(tmp_path, plaintext=True)
+def test_login_delay_and_shutdown(tmp_path: Path) -> None:
+    """LOGIN-DELAY (rfc2449:6.5) when configured; then the server stopping: an idle
+    logged-in session is told to come back, and nothing is deleted."""
+    srv = InProcessServer(tmp_path, plaintext=True, pop3_login_delay=60)
     try:
+        early = "early@example.org"
+        srv.add_user(early)
+        client = srv.pop3()
+        assert client.capa()["LOGIN-DELAY"] == ["60"]
+        client.user(early)
+        client.pass_(PASSWORD)
+        client.quit()
+        client = srv.pop3()
+        client.user(early)
+        with pytest.raises(poplib.error_proto, match=r"\[LOGIN-DELAY\] wait 60 seconds"):
+            client.pass_(PASSWORD)
+        client.quit()
         user = "shut@example.org"
         srv.add_user(user)
         srv.append(user, make_message(1))

@@ -38,6 +38,7 @@ def test_capa_before_and_after_stls() -> None:
     for cap in (b"TOP", b"UIDL", b"RESP-CODES", b"AUTH-RESP-CODE", b"PIPELINING"):
         assert cap in lines
     assert b"EXPIRE NEVER" in lines
+    assert not any(line.startswith(b"LOGIN-DELAY") for line in lines)
     assert any(line.startswith(b"IMPLEMENTATION ") for line in lines)
     assert d.feed(b"STLS\r\n") == b"+OK begin TLS negotiation\r\n"
     assert d.tls_upgrades == 1
@@ -426,3 +427,18 @@ def test_store_read_failure() -> None:
     )
     assert d.feed(b"RETR 2\r\n").startswith(b"+OK")
     assert d.marked_seen == [2]
+
+
+def test_login_delay_advertised_and_refused() -> None:
+    s = Pop3Session(allow_plaintext_auth=True, login_delay=300)
+    s.receive(b"CAPA\r\nUSER a@b.c\r\nPASS pw\r\n")
+    capa = s.next_action()
+    assert isinstance(capa, Send) and b"\r\nLOGIN-DELAY 300\r\n" in capa.data
+    assert s.next_action() == Send(b"+OK send PASS\r\n")
+    s.next_action()  # Verify
+    s.verified("a@b.c")
+    s.next_action()  # OpenMaildrop
+    s.maildrop_too_soon()
+    assert s.next_action() == Send(b"-ERR [LOGIN-DELAY] wait 300 seconds between logins\r\n")
+    assert s.state is State.AUTHORIZATION
+    assert Pop3Session(login_delay=0).login_delay == 0

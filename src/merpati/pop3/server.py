@@ -17,7 +17,9 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import math
 import ssl
+import time
 import weakref
 from typing import TYPE_CHECKING, Any
 
@@ -53,15 +55,36 @@ WRITE_HIGH_WATER = 256 * 1024
 READ_AHEAD_COUNT = 8
 READ_AHEAD_BYTES = 1024 * 1024
 
-_LOCKS: weakref.WeakKeyDictionary[App, MaildropLocks] = weakref.WeakKeyDictionary()
+
+class _Shared:
+    """What the sessions of one server share: the maildrop locks and the last login time of
+    each account (for LOGIN-DELAY; in this process only)."""
+
+    def __init__(self, app: App) -> None:
+        self.locks = MaildropLocks(app.config.data_dir / "pop3-locks")
+        self.last_login: dict[str, float] = {}
+
+    def too_soon(self, account: str, delay: float) -> bool:
+        """True if ``account`` logged in less than ``delay`` seconds ago; else note now."""
+        now = time.monotonic()
+        if delay > 0:
+            last = self.last_login.get(account)
+            if last is not None and now - last < delay:
+                return True
+            if len(self.last_login) > 100_000:
+                self.last_login = {a: t for a, t in self.last_login.items() if now - t < delay}
+            self.last_login[account] = now
+        return False
 
 
-def _locks(app: App) -> MaildropLocks:
-    locks = _LOCKS.get(app)
-    if locks is None:
-        locks = MaildropLocks(app.config.data_dir / "pop3-locks")
-        _LOCKS[app] = locks
-    return locks
+_SHARED: weakref.WeakKeyDictionary[App, _Shared] = weakref.WeakKeyDictionary()
+
+
+def _shared(app: App) -> _Shared:
+    shared = _SHARED.get(app)
+    if shared is None:
+        shared = _SHARED[app] = _Shared(app)
+    return shared
 
 
 def pop3_listener(app: App) -> ListenerSpec:
@@ -106,13 +129,18 @@ class _Run:
         return self.mailbox
 
     async def open(self, session: Pop3Session, account: str) -> None:
+        shared = _shared(self.app)
         try:
-            lock = _locks(self.app).acquire(account)
+            lock = shared.locks.acquire(account)
         except OSError:
             session.maildrop_failed()
             return
         if lock is None:
             session.maildrop_in_use()
+            return
+        if shared.too_soon(account, self.app.config.limits.pop3_login_delay):
+            lock.release()
+            session.maildrop_too_soon()
             return
         try:
             mailbox = self.app.mailstore.mailbox(account)
@@ -265,6 +293,7 @@ async def serve_pop3(app: App, conn: Connection) -> None:
         tls_available=conn.tls_context is not None,
         allow_plaintext_auth=cfg.tls.allow_plaintext_auth,
         max_errors=cfg.limits.bad_commands,
+        login_delay=math.ceil(cfg.limits.pop3_login_delay),
     )
     run = _Run(app, conn)
     result = "disconnected"

@@ -103,6 +103,7 @@ class Pop3Session:
         tls_available: bool = False,
         allow_plaintext_auth: bool = False,
         max_errors: int = 10,
+        login_delay: int = 0,
         implementation: str = "Merpati",
     ) -> None:
         self.state = State.AUTHORIZATION
@@ -111,6 +112,7 @@ class Pop3Session:
         self.tls_available = tls_available
         self.allow_plaintext_auth = allow_plaintext_auth
         self.max_errors = max_errors
+        self.login_delay = login_delay
         self.implementation = implementation
         self.errors = 0
         self.utf8 = False
@@ -234,6 +236,8 @@ class Pop3Session:
                 caps.append(b"SASL " + " ".join(sasl.MECHANISMS).encode("ascii"))
             if self.tls_available and not self.tls_active:
                 caps.append(b"STLS")
+        if self.login_delay > 0:
+            caps.append(b"LOGIN-DELAY %d" % self.login_delay)  # rfc2449:6.5
         caps.append(b"EXPIRE NEVER")  # rfc2449:6.7 we never delete mail on our own
         caps.append(b"UTF8 USER")  # rfc6856:2 UTF-8 user names and passwords
         caps.append(b"IMPLEMENTATION " + self.implementation.encode("ascii", "replace"))
@@ -368,6 +372,11 @@ class Pop3Session:
         """rfc2449:8.1.2 another session holds this maildrop."""
         self._done("open")
         self._reply(err("maildrop is locked by another session", RespCode.IN_USE))
+
+    def maildrop_too_soon(self) -> None:
+        """rfc2449:8.1.1 the account logged in less than LOGIN-DELAY seconds ago."""
+        self._done("open")
+        self._reply(err(f"wait {self.login_delay} seconds between logins", RespCode.LOGIN_DELAY))
 
     def maildrop_failed(self) -> None:
         self._done("open")

@@ -226,7 +226,6 @@ class SmtpConnection:
 
     async def _start_tls(self) -> None:
         self.conn.pause_reading()  # before "220 Ready": the ClientHello must wait in the kernel
-        await self._flush(final=True)
         # rfc3207:4.2 nothing read before the handshake may be used after it: drop what the
         # stream reader already holds (asyncio keeps it across start_tls).
         buffered = getattr(self.conn.reader, "_buffer", None)

@@ -1,5 +1,6 @@
-"""One account's Maildir++ and index, seen from worker threads: every read and write of the
-embedded backend except appends (``commit``) is a method here.
+"""One account's Maildir++ and index, seen from worker threads: opening (build, rebuild,
+orphan clean-up), folders, and every read. Appends are in ``commit``, changes to messages
+(flags, expunge, copy, move) in ``changes``.
 
 Invariants: all methods are blocking and run in a worker thread, never on the event loop.
 Writes hold ``wlock`` and run in ``BEGIN IMMEDIATE`` transactions on the writer connection;
@@ -16,7 +17,6 @@ import os
 import shutil
 import sqlite3
 import threading
-from collections.abc import Iterable, Sequence
 from pathlib import Path
 
 from merpati.mailstore.api import (
@@ -29,12 +29,11 @@ from merpati.mailstore.api import (
     MessageInfo,
     NoSuchFolder,
     NoSuchMessage,
-    QuotaExceeded,
 )
+from merpati.mailstore.embedded.changes import transfer_rows
 from merpati.mailstore.embedded.index import connect, open_index, transaction
 from merpati.mailstore.embedded.layout import (
     INDEX_NAME,
-    filename,
     folder_dirname,
     fsync_dir,
     make_maildir,
@@ -45,7 +44,6 @@ from merpati.mailstore.embedded.snapshots import Snapshot, SnapshotCache
 from merpati.mailstore.embedded.sync import (
     FOLDER_COLUMNS,
     FolderRow,
-    assign_keywords,
     build,
     clean_tmp,
     dir_mtimes,
@@ -53,7 +51,7 @@ from merpati.mailstore.embedded.sync import (
     next_uidvalidity,
     sync_folder,
 )
-from merpati.mailstore.names import apply_flags, is_under, parents
+from merpati.mailstore.names import is_under, parents
 from merpati.mime import serial
 from merpati.mime.scan import scan
 from merpati.mime.structure import MessageStructure
@@ -73,7 +71,6 @@ class Account:
         # Folder counts as of (UIDVALIDITY, HIGHESTMODSEQ): every change bumps the latter.
         self._counts: dict[int, tuple[tuple[int, int], tuple[int, float, float, float]]] = {}
         self._flagsets: dict[str, frozenset[str]] = {}
-        self._data_version = -1
 
     # -- opening ------------------------------------------------------------------------------
     def open(self) -> None:
@@ -83,8 +80,10 @@ class Account:
             clean_tmp(self.root)
             with transaction(self._w):
                 build(self._w, self.root)
-            if self._missing_dirs():
-                self._rebuild()
+                # Under the write lock: directories are only renamed while it is held, so a
+                # missing one means a crash in the middle of a rename, not work in progress.
+                if self._missing_dirs():
+                    self._rebuild_in_txn()
         self._r = connect(self.root / INDEX_NAME)
 
     def _missing_dirs(self) -> bool:
@@ -94,14 +93,13 @@ class Account:
             for (d,) in w.execute("SELECT dirname FROM folders")
         )
 
-    def _rebuild(self) -> None:
+    def _rebuild_in_txn(self) -> None:
         """Throw the index away and read the Maildir again (new UIDVALIDITYs)."""
         w = self._writer()
-        with transaction(w):
-            for table in ("folders", "messages", "structures", "expunged", "keywords"):
-                w.execute(f"DELETE FROM {table}")
-            w.execute("DELETE FROM meta WHERE key = 'built'")
-            build(w, self.root)
+        for table in ("folders", "messages", "structures", "expunged", "keywords"):
+            w.execute(f"DELETE FROM {table}")
+        w.execute("DELETE FROM meta WHERE key = 'built'")
+        build(w, self.root)
         self._snapshots.drop(self.account)
         self._counts.clear()
 
@@ -137,7 +135,7 @@ class Account:
                 with transaction(w):
                     row = self._row(w, name)
                     if dir_mtimes(self.root / row.dirname) != (row.new_mtime, row.cur_mtime):
-                        self._adjust_used(w, sync_folder(w, self.root, row))
+                        self.adjust_used(w, sync_folder(w, self.root, row))
                         row = self._row(w, name)
         return row
 
@@ -238,7 +236,7 @@ class Account:
                 for table in ("messages", "structures", "expunged", "keywords"):
                     w.execute(f"DELETE FROM {table} WHERE folder = ?", (row.id,))
                 w.execute("DELETE FROM folders WHERE id = ?", (row.id,))
-                self._adjust_used(w, -int(size))
+                self.adjust_used(w, -int(size))
                 trash = self.root / "tmp" / f"deleted-{new_basename()}"
                 os.rename(self.root / row.dirname, trash)
                 fsync_dir(self.root)
@@ -296,7 +294,7 @@ class Account:
             uids = [
                 u for (u,) in w.execute("SELECT uid FROM messages WHERE folder = ?", (inbox.id,))
             ]
-            self._transfer(w, inbox, uids, self._row(w, new), move=True)
+            transfer_rows(self, w, inbox, uids, self._row(w, new), move=True)
 
     def subscribe(self, name: str, subscribed: bool) -> None:
         with self.wlock:
@@ -450,234 +448,14 @@ class Account:
             return int(self._reader().execute("PRAGMA data_version").fetchone()[0])
 
     # -- changing messages ----------------------------------------------------------------------
-    def _adjust_used(self, w: sqlite3.Connection, delta: int) -> None:
+    def adjust_used(self, w: sqlite3.Connection, delta: int) -> None:
         if delta:
             w.execute("UPDATE meta SET value = value + ? WHERE key = 'used'", (delta,))
 
-    def _finish(self, w: sqlite3.Connection, row: FolderRow, uidnext: int, modseq: int) -> None:
+    def finish(self, w: sqlite3.Connection, row: FolderRow, uidnext: int, modseq: int) -> None:
         new_mtime, cur_mtime = dir_mtimes(self.root / row.dirname)
         w.execute(
             "UPDATE folders SET uidnext = ?, highestmodseq = ?, new_mtime = ?, cur_mtime = ?"
             " WHERE id = ?",
             (uidnext, modseq, new_mtime, cur_mtime, row.id),
         )
-
-    def store_flags(
-        self,
-        name: str,
-        uids: Sequence[int],
-        mode: str,
-        flags: frozenset[str],
-        unchanged_since: int | None,
-    ) -> tuple[list[MessageInfo], list[int]]:
-        changed: list[MessageInfo] = []
-        refused: list[int] = []
-        renames: list[tuple[Path, Path]] = []
-        wanted = sorted(set(uids))
-        self.fresh_row(name)
-        with self.wlock:
-            w = self._writer()
-            try:
-                with transaction(w):
-                    row = self._row(w, name)
-                    modseq = row.highestmodseq
-                    folder_dir = self.root / row.dirname
-                    letters = assign_keywords(w, self.root, row, flags)
-                    for i in range(0, len(wanted), 500):
-                        chunk = wanted[i : i + 500]
-                        marks = ",".join("?" * len(chunk))
-                        rows = w.execute(
-                            f"SELECT uid, modseq, flags, internaldate, tz, size, uidl, path"
-                            f" FROM messages WHERE folder = ? AND uid IN ({marks}) ORDER BY uid",
-                            (row.id, *chunk),
-                        ).fetchall()
-                        for uid, mseq, ftext, date, tz, size, uidl, path in rows:
-                            if unchanged_since is not None and mseq > unchanged_since:
-                                refused.append(uid)  # rfc7162:3.2 UNCHANGEDSINCE
-                                continue
-                            old = self._flags(ftext)
-                            new = apply_flags(old, mode, flags)
-                            if new == old:
-                                continue
-                            modseq += 1
-                            new_path = "cur/" + filename(uidl, size, new, letters)
-                            if new_path != path:
-                                src, dst = folder_dir / path, folder_dir / new_path
-                                os.rename(src, dst)
-                                renames.append((src, dst))
-                            text = " ".join(sorted(new))
-                            w.execute(
-                                "UPDATE messages SET flags = ?, seen = ?, recent = 0,"
-                                " modseq = ?, path = ? WHERE folder = ? AND uid = ?",
-                                (text, "\\Seen" in new, modseq, new_path, row.id, uid),
-                            )
-                            changed.append(
-                                MessageInfo(uid, modseq, self._flags(text), date, tz, size, uidl)
-                            )
-                    if changed:
-                        self._finish(w, row, row.uidnext, modseq)
-            except BaseException:
-                for src, dst in reversed(renames):
-                    try:
-                        os.rename(dst, src)
-                    except OSError:
-                        pass
-                raise
-        return changed, refused
-
-    def expunge(self, name: str, uids: Sequence[int] | None) -> list[int]:
-        self.fresh_row(name)
-        with self.wlock:
-            w = self._writer()
-            with transaction(w):
-                row = self._row(w, name)
-                rows = w.execute(
-                    "SELECT uid, uidl, path, size FROM messages WHERE folder = ? AND"
-                    " (' ' || flags || ' ') LIKE '% \\Deleted %' ORDER BY uid",
-                    (row.id,),
-                ).fetchall()
-                if uids is not None:
-                    allowed = set(uids)
-                    rows = [x for x in rows if x[0] in allowed]
-                modseq = row.highestmodseq
-                for uid, uidl, _, _ in rows:
-                    modseq += 1
-                    self._drop(w, row, uid, uidl, modseq)
-                self._adjust_used(w, -sum(x[3] for x in rows))
-                if rows:
-                    self._finish(w, row, row.uidnext, modseq)
-            for _, _, path, _ in rows:  # after COMMIT: a crash leaves files the sync removes
-                (self.root / row.dirname / path).unlink(missing_ok=True)
-            if rows:
-                os.utime(self.root / row.dirname / "cur")
-        return [x[0] for x in rows]
-
-    def _drop(
-        self, w: sqlite3.Connection, row: FolderRow, uid: int, uidl: str, modseq: int
-    ) -> None:
-        w.execute("DELETE FROM messages WHERE folder = ? AND uid = ?", (row.id, uid))
-        w.execute("DELETE FROM structures WHERE folder = ? AND uid = ?", (row.id, uid))
-        w.execute(
-            "INSERT INTO expunged (folder, uid, modseq, uidl) VALUES (?, ?, ?, ?)",
-            (row.id, uid, modseq, uidl),
-        )
-
-    def transfer(
-        self, src: str, uids: Sequence[int], dst: str, move: bool, limit: int | None
-    ) -> tuple[int, list[tuple[int, int]]]:
-        """COPY or MOVE; returns (destination UIDVALIDITY, [(old UID, new UID)])."""
-        self.fresh_row(src)
-        self.fresh_row(dst)
-        with self.wlock:
-            w = self._writer()
-            with transaction(w):
-                source, target = self._row(w, src), self._row(w, dst)
-                if move and source.id == target.id:
-                    raise InvalidName("cannot move messages into the folder they are in")
-                if not move and limit is not None:
-                    extra = self._sum_sizes(w, source, uids)
-                    used = int(w.execute("SELECT value FROM meta WHERE key = 'used'").fetchone()[0])
-                    if used + extra > limit:
-                        raise QuotaExceeded("mailbox is full")
-                pairs = self._transfer(w, source, sorted(set(uids)), target, move)
-        return target.uidvalidity, pairs
-
-    def _sum_sizes(self, w: sqlite3.Connection, row: FolderRow, uids: Iterable[int]) -> int:
-        total = 0
-        wanted = sorted(set(uids))
-        for i in range(0, len(wanted), 500):
-            chunk = wanted[i : i + 500]
-            total += w.execute(
-                f"SELECT total(size) FROM messages WHERE folder = ? AND uid IN"
-                f" ({','.join('?' * len(chunk))})",
-                (row.id, *chunk),
-            ).fetchone()[0]
-        return int(total)
-
-    def _transfer(
-        self,
-        w: sqlite3.Connection,
-        source: FolderRow,
-        uids: Sequence[int],
-        target: FolderRow,
-        move: bool,
-    ) -> list[tuple[int, int]]:
-        """Inside a transaction: hard-link (copy) or rename (move) files into the target."""
-        pairs: list[tuple[int, int]] = []
-        placed: list[tuple[Path, Path, bool]] = []
-        src_dir, dst_dir = self.root / source.dirname, self.root / target.dirname
-        uidnext, dst_modseq, src_modseq = target.uidnext, target.highestmodseq, source.highestmodseq
-        added = 0
-        try:
-            for i in range(0, len(uids), 500):
-                chunk = list(uids[i : i + 500])
-                rows = w.execute(
-                    f"SELECT uid, flags, internaldate, tz, size, uidl, path FROM messages"
-                    f" WHERE folder = ? AND uid IN ({','.join('?' * len(chunk))}) ORDER BY uid",
-                    (source.id, *chunk),
-                ).fetchall()
-                letters = assign_keywords(
-                    w, self.root, target, {f for x in rows for f in x[1].split()}
-                )
-                for uid, ftext, date, tz, size, uidl, path in rows:
-                    flags = self._flags(ftext)
-                    base = new_basename()  # never reuse a base: tombstones name bases
-                    new_path = "cur/" + filename(base, size, flags, letters)
-                    src_file, dst_file = src_dir / path, dst_dir / new_path
-                    if move:
-                        os.rename(src_file, dst_file)
-                    else:
-                        try:
-                            os.link(src_file, dst_file)
-                        except OSError:
-                            shutil.copyfile(src_file, dst_file)
-                    placed.append((src_file, dst_file, move))
-                    dst_modseq += 1
-                    w.execute(
-                        "INSERT INTO messages (folder, uid, modseq, flags, seen, recent,"
-                        " internaldate, tz, size, uidl, path)"
-                        " VALUES (?, ?, ?, ?, ?, 1, ?, ?, ?, ?, ?)",
-                        (
-                            target.id,
-                            uidnext,
-                            dst_modseq,
-                            ftext,
-                            "\\Seen" in flags,
-                            date,
-                            tz,
-                            size,
-                            base,
-                            new_path,
-                        ),
-                    )
-                    w.execute(
-                        "INSERT INTO structures (folder, uid, data) SELECT ?, ?, data FROM"
-                        " structures WHERE folder = ? AND uid = ?",
-                        (target.id, uidnext, source.id, uid),
-                    )
-                    if move:
-                        src_modseq += 1
-                        self._drop(w, source, uid, uidl, src_modseq)
-                    else:
-                        added += size
-                    pairs.append((uid, uidnext))
-                    uidnext += 1
-            if pairs:
-                fsync_dir(dst_dir / "cur")
-                if move:
-                    fsync_dir(src_dir / "new")
-                    fsync_dir(src_dir / "cur")
-                    self._finish(w, source, source.uidnext, src_modseq)
-                self._finish(w, target, uidnext, dst_modseq)
-                self._adjust_used(w, added)
-        except BaseException:
-            for src_file, dst_file, was_move in reversed(placed):
-                try:
-                    if was_move:
-                        os.rename(dst_file, src_file)
-                    else:
-                        os.unlink(dst_file)
-                except OSError:
-                    pass
-            raise
-        return pairs

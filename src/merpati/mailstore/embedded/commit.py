@@ -122,7 +122,7 @@ def _commit_account(jobs: list[tuple[int, AppendJob]]) -> dict[int, Outcome]:
                             modseq,
                             " ".join(sorted(job.flags)),
                             "\\Seen" in job.flags,
-                            not job.flags,
+                            True,  # \Recent until its flags change (rfc3501:2.3.2)
                             job.internaldate,
                             job.tz,
                             job.size,

@@ -32,6 +32,7 @@ from merpati.mailstore.embedded.sync import dir_mtimes
 POLL_INTERVAL = 0.3  # seconds between checks for other processes' commits
 DIR_POLL_INTERVAL = 1.0  # seconds between Maildir directory checks for dropped-in mail
 MARKERS = ".changes"
+TOUCH_DELAY = 0.05  # seconds: marker updates are batched (pollers look every POLL_INTERVAL)
 
 
 class ChangeFeed:
@@ -42,7 +43,7 @@ class ChangeFeed:
         self._interval = interval
         self._markers = mail_root / MARKERS
         self._own = f"{socket.gethostname()}-{os.getpid()}"
-        self._own_ready = False
+        self._touch_pending = False
         self._seen_markers: dict[str, int] = {}
         # account -> folder -> event; waiter counts per (account, folder).
         self._events: dict[str, dict[str, asyncio.Event]] = defaultdict(dict)
@@ -57,7 +58,10 @@ class ChangeFeed:
         """A change was committed through this process: wake waiters on ``folder`` of
         ``account`` (all its folders when None) and tell other processes."""
         self._wake(account, folder)
-        self._touch()
+        if not self._touch_pending:
+            # Coalesced: at most one marker update per TOUCH_DELAY, always after the change.
+            self._touch_pending = True
+            asyncio.get_running_loop().call_later(TOUCH_DELAY, self._touch)
 
     def _wake(self, account: str, folder: str | None) -> None:
         events = self._events.get(account)
@@ -71,7 +75,13 @@ class ChangeFeed:
             if folder in events:
                 events.pop(folder).set()
 
+    def flush(self) -> None:
+        """Publish a pending marker update now (the store is closing)."""
+        if self._touch_pending:
+            self._touch()
+
     def _touch(self) -> None:
+        self._touch_pending = False
         path = self._markers / self._own
         try:
             os.utime(path)

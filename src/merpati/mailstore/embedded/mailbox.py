@@ -25,6 +25,7 @@ from merpati.mailstore.api import (
     QuotaExceeded,
     StorageFailure,
 )
+from merpati.mailstore.embedded import changes
 from merpati.mailstore.embedded.account import Account
 from merpati.mailstore.embedded.commit import AppendJob
 from merpati.mailstore.embedded.layout import filename, new_basename, write_file
@@ -51,9 +52,9 @@ class EmbeddedMailbox:
         self._store = store
 
     async def _call(self, fn: Callable[..., T], *args: object) -> T:
-        acct = await self._store.open_account(self.account)
         loop = asyncio.get_running_loop()
         try:
+            acct = await self._store.open_account(self.account)
             return await loop.run_in_executor(self._store.executor, fn, acct, *args)
         except (OSError, sqlite3.Error) as exc:
             # Disk full, permissions, a damaged file: the operation did not happen.
@@ -173,7 +174,7 @@ class EmbeddedMailbox:
     ) -> tuple[list[MessageInfo], list[int]]:
         name = normalise_folder(folder)
         result = await self._call(
-            Account.store_flags,
+            changes.store_flags,
             name,
             list(uids),
             mode.value,
@@ -187,7 +188,7 @@ class EmbeddedMailbox:
     async def copy(self, src: str, uids: Sequence[int], dst: str) -> CopyResult:
         s, d = normalise_folder(src), normalise_folder(dst)
         uidvalidity, pairs = await self._call(
-            Account.transfer, s, list(uids), d, False, self._limit()
+            changes.transfer, s, list(uids), d, False, self._limit()
         )
         if pairs:
             self._notify(d)
@@ -195,7 +196,7 @@ class EmbeddedMailbox:
 
     async def move(self, src: str, uids: Sequence[int], dst: str) -> CopyResult:
         s, d = normalise_folder(src), normalise_folder(dst)
-        uidvalidity, pairs = await self._call(Account.transfer, s, list(uids), d, True, None)
+        uidvalidity, pairs = await self._call(changes.transfer, s, list(uids), d, True, None)
         if pairs:
             self._notify(s)
             self._notify(d)
@@ -203,7 +204,7 @@ class EmbeddedMailbox:
 
     async def expunge(self, folder: str, uids: Sequence[int] | None = None) -> list[int]:
         name = normalise_folder(folder)
-        gone = await self._call(Account.expunge, name, None if uids is None else list(uids))
+        gone = await self._call(changes.expunge, name, None if uids is None else list(uids))
         if gone:
             self._notify(name)
         return gone
@@ -213,7 +214,10 @@ class EmbeddedMailbox:
 
     async def wait_for_change(self, folder: str, after_modseq: int, timeout: float) -> int:
         name = normalise_folder(folder)
-        acct = await self._store.open_account(self.account)
+        try:
+            acct = await self._store.open_account(self.account)
+        except (OSError, sqlite3.Error) as exc:
+            raise StorageFailure("the mail store could not complete the operation") from exc
         loop = asyncio.get_running_loop()
         deadline = loop.time() + timeout
         feed = self._store.feed
@@ -221,7 +225,7 @@ class EmbeddedMailbox:
         try:
             while True:
                 ev = feed.event(acct, name)
-                current = await loop.run_in_executor(self._store.executor, acct.highestmodseq, name)
+                current = await self._call(Account.highestmodseq, name)
                 remaining = deadline - loop.time()
                 if current > after_modseq or remaining <= 0:
                     return current

@@ -161,6 +161,7 @@ class EmbeddedMailStore:
 
     async def close(self) -> None:
         await self.committer.drain()
+        self.feed.flush()
         loop = asyncio.get_running_loop()
         for acct in list(self._accounts.values()):
             await loop.run_in_executor(self.executor, acct.close)

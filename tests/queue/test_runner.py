@@ -542,3 +542,18 @@ def test_connection_kept_a_moment_for_mail_that_follows(harness: HarnessFactory)
         await wait_until(lambda: "QUIT" in sink.commands, 5)  # closed once idle
 
     run(with_sink(harness, body))
+
+
+def test_idle_connection_yields_its_slot_to_waiting_mail(harness: HarnessFactory) -> None:
+    async def body(h: Harness, sink: FakeSMTP) -> None:
+        await h.store.enqueue(env(), MSG, rcpts("bob@b.test"))
+        h.runner.wake()
+        await wait_until(lambda: len(sink.transactions) == 1)
+        started = time.monotonic()
+        await h.store.enqueue(env(), MSG, rcpts("dave@c.test"))
+        h.runner.wake()
+        await wait_until(lambda: len(sink.transactions) == 2)
+        assert time.monotonic() - started < 1.8  # not held back by b.test's idle connection
+        assert sink.max_open == 1
+
+    run(with_sink(harness, body, concurrency=1))

@@ -120,6 +120,7 @@ class QueueRunner:
         self._queues: dict[str, deque[_Job]] = {}
         self._workers: dict[str, int] = {}
         self._arrivals: dict[str, asyncio.Event] = {}  # set when a job joins an idle queue
+        self._slot_waiters = 0  # workers waiting for a connection slot
         self._tasks: set[asyncio.Task[None]] = set()
         self._main: asyncio.Task[None] | None = None
         self._last_renew = 0.0
@@ -233,49 +234,75 @@ class QueueRunner:
             self._spawn(self._worker(key))
 
     async def _worker(self, key: str) -> None:
-        dest: Destination | None = None
         queue = self._queues[key]
         try:
-            async with self._sem:
-                while not self._stopping:
-                    if not queue:
-                        # Keep a working connection a moment for mail that follows.
-                        if dest is None or not dest.connected:
-                            break
-                        arrival = self._arrivals.setdefault(key, asyncio.Event())
-                        arrival.clear()
-                        try:
-                            await asyncio.wait_for(arrival.wait(), CONNECTION_IDLE)
-                        except TimeoutError:
-                            break
-                        continue
-                    job = queue.popleft()
-                    n = len(job.recipients)
+            if self._sem.locked():
+                # Idle connections give their slot to a destination with mail waiting.
+                self._slot_waiters += 1
+                for event in self._arrivals.values():
+                    event.set()
+                try:
+                    await self._sem.acquire()
+                finally:
+                    self._slot_waiters -= 1
+            else:
+                await self._sem.acquire()
+        except BaseException:
+            self._worker_exit(key, queue)
+            raise
+        dest: Destination | None = None
+        try:
+            while not self._stopping:
+                if not queue:
+                    # Keep a working connection a moment for mail that follows.
+                    if dest is None or not dest.connected or self._slot_waiters:
+                        break
+                    arrival = self._arrivals.setdefault(key, asyncio.Event())
+                    arrival.clear()
                     try:
-                        if key == _LOCAL:
-                            outcomes = await self._deliver_local(job)
-                        else:
-                            if dest is None:
-                                dest = await self._destination(key)
-                            outcomes = await dest.send(await self._outbound(job))
-                    except FileNotFoundError:
-                        # The message file is gone (removed by hand, or by `queue remove`
-                        # during this attempt): nothing can ever be sent.
-                        text = "the queued message file is missing"
-                        outcomes = [Outcome("bounced", 550, "5.3.0", text)] * n
+                        await asyncio.wait_for(arrival.wait(), CONNECTION_IDLE)
+                    except TimeoutError:
+                        break
+                    continue
+                job = queue.popleft()
+                if dest is None and key != _LOCAL:
+                    try:
+                        dest = await self._destination(key)
                     except Exception as exc:
                         self.deps.log("queue.error", id=job.work.msg.id, error=type(exc).__name__)
-                        outcomes = [Outcome("deferred", 451, "4.3.0", "internal error")] * n
-                    await self._job_done(key, job, outcomes)
+                        failed = Outcome("deferred", 451, "4.3.0", "internal error")
+                        await self._job_done(key, job, [failed] * len(job.recipients))
+                        continue
+                await self._job_done(key, job, await self._attempt(job, dest))
         finally:
-            self._workers[key] -= 1
-            if not self._workers[key] and not queue:
-                del self._workers[key]
-                self._queues.pop(key, None)
-                self._arrivals.pop(key, None)
-            if dest is not None:
-                await dest.close()
-            self._ensure_workers(key)
+            try:
+                if dest is not None:
+                    await dest.close()
+            finally:
+                self._sem.release()
+                self._worker_exit(key, queue)
+
+    def _worker_exit(self, key: str, queue: deque[_Job]) -> None:
+        self._workers[key] -= 1
+        if not self._workers[key] and not queue:
+            del self._workers[key]
+            self._queues.pop(key, None)
+            self._arrivals.pop(key, None)
+        self._ensure_workers(key)
+
+    async def _attempt(self, job: _Job, dest: Destination | None) -> list[Outcome]:
+        n = len(job.recipients)
+        try:
+            if dest is None:
+                return await self._deliver_local(job)
+            return await dest.send(await self._outbound(job))
+        except FileNotFoundError:
+            # The message file is gone (removed by hand, or by `queue remove` during this
+            # attempt): nothing can ever be sent.
+            return [Outcome("bounced", 550, "5.3.0", "the queued message file is missing")] * n
+        except Exception as exc:
+            self.deps.log("queue.error", id=job.work.msg.id, error=type(exc).__name__)
+            return [Outcome("deferred", 451, "4.3.0", "internal error")] * n
 
     async def _destination(self, key: str) -> Destination:
         cfg = self.deps.config

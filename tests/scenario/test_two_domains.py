@@ -181,6 +181,8 @@ def test_two_domains(domains: tuple[Domain, Domain, DNSServer]) -> None:
     log = a.server.log()
     assert "queue.attempt" in log and "mx=mx1.b.test" in log and "result=delivered" in log
     assert f"ip={B_IP}" in log
+    # sent from [delivery] source_address (B logs the session when A's idle connection closes)
+    _wait(lambda: f"listener=smtp peer={A_IP}" in b.server.log(), 10, "B sees A's address")
 
     # bob replies; it comes back the same way.
     rid = b.submit("bob@b.test", "alice@a.test", "Re: hello bob", "Yes!\n", In_Reply_To=mid)

@@ -13,7 +13,8 @@ Invariants:
   ``max_queue_time`` what is left bounces (rfc5321:4.5.4.1).
 - No DSN for a null sender or for a message we generated (a bounce of a bounce), rfc3461:6.2.
 
-It does not speak SMTP itself (``transport``) nor decide routes (``routing``).
+It does not speak SMTP itself (``transport``), decide routes (``routing``) nor decide which
+notices are due and when to retry (``notices``).
 """
 
 from __future__ import annotations
@@ -30,20 +31,19 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from merpati.config import Config
-from merpati.delivery.api import BodyType, Deliverer, Envelope, Recipient
+from merpati.delivery.api import BodyType, Deliverer
 from merpati.dns.resolver import Resolver
 from merpati.queue import signing
 from merpati.queue.client import Timeouts
 from merpati.queue.dsn import DSNRecipient, build_dsn
+from merpati.queue.notices import dsn_envelope, plan_end_of_attempt, retry_delay
 from merpati.queue.routing import relay_route, route_domain
 from merpati.queue.smtpproto import needs_smtputf8
 from merpati.queue.store import QueuedMessage, QueuedRecipient, QueueStore, RecipientUpdate
 from merpati.queue.transport import Destination, OutboundMessage, Outcome, TransportSettings
 
-__all__ = ["DEFAULT_NOTIFY", "QueueRunner", "RunnerDeps"]
+__all__ = ["QueueRunner", "RunnerDeps"]
 
-# rfc3461:4.1 when NOTIFY is absent we report failures and delays.
-DEFAULT_NOTIFY = frozenset({"FAILURE", "DELAY"})
 POLL_INTERVAL = 1.0  # seconds between looks at the queue database (operator commands)
 LEASE = 120.0  # seconds a claim lasts unless renewed
 CLAIM_BATCH = 200  # messages claimed per look
@@ -431,10 +431,6 @@ class QueueRunner:
         else:
             await asyncio.to_thread(self.store.record, work.msg.id, updates)
 
-    def _retry_delay(self, attempts: int) -> float:
-        schedule = self.deps.config.delivery.retry
-        return schedule[min(max(attempts, 1) - 1, len(schedule) - 1)]
-
     async def _finalize(self, work: _Work, operator_bounce: bool = False) -> None:
         try:
             await self._finalize_inner(work, operator_bounce)
@@ -453,107 +449,31 @@ class QueueRunner:
         msg = work.msg
         if not await asyncio.to_thread(self.store.exists, msg.id):
             return  # removed by the operator meanwhile: no notice, nothing to record
-        env = msg.envelope
-        cfg = self.deps.config.delivery
         now = self.deps.clock()
-        age = now - msg.created
-        attempts = msg.attempts + (0 if operator_bounce else 1)
-        forced: list[RecipientUpdate] = []
-        for r in msg.pending:
-            if operator_bounce:
-                r.state, r.last_status = "bounced", "5.0.0"
-                r.last_code, r.last_reply = 550, "removed from the queue by the postmaster"
-            elif age >= cfg.max_queue_time:
-                # rfc5321:4.5.4.1 give up after the configured time; rfc3463 X.4.7.
-                r.state, r.last_status = "bounced", "4.4.7"
-            else:
-                continue
-            forced.append(
-                RecipientUpdate(
-                    r.idx,
-                    "bounced",
-                    r.last_code,
-                    r.last_status,
-                    r.last_reply,
-                    r.remote_mta,
-                    attempted=False,
-                )
-            )
-        work.updates.extend(forced)
-        pending = msg.pending
-        can_notify = bool(env.mail_from) and not env.is_bounce
-        report: list[DSNRecipient] = []
-        reported: list[int] = []
-        for r in msg.recipients:
-            if r.state == "pending" or r.notified:
-                continue
-            reported.append(r.idx)
-            notify = r.notify or DEFAULT_NOTIFY
-            if "NEVER" in notify:
-                continue
-            if r.state == "bounced" and "FAILURE" in notify:
-                report.append(self._dsn_rcpt(r, "failed", now))
-            elif r.state == "delivered" and "SUCCESS" in notify:
-                report.append(self._dsn_rcpt(r, "relayed" if r.relayed else "delivered", now))
-        warned = msg.warned
-        if pending and not warned and age >= cfg.delay_warning:
-            warned = True
-            until = msg.created + cfg.max_queue_time
-            for r in pending:
-                notify = r.notify or DEFAULT_NOTIFY
-                if "DELAY" in notify and "NEVER" not in notify:
-                    report.append(self._dsn_rcpt(r, "delayed", now, until))
-        if report and can_notify and not await self._send_dsn(work, report, now):
+        cfg = self.deps.config.delivery
+        plan = plan_end_of_attempt(msg, now=now, cfg=cfg, operator_bounce=operator_bounce)
+        work.updates.extend(plan.forced)
+        if plan.notify_sender(msg.envelope) and not await self._send_dsn(work, plan.report, now):
             # Could not hand the DSN over: keep everything as it is and try again later.
             await asyncio.to_thread(
                 self.store.finish,
                 msg.id,
-                attempts=attempts,
-                next_attempt=now + self._retry_delay(1),
+                attempts=plan.attempts,
+                next_attempt=now + retry_delay(cfg.retry, 1),
                 warned=msg.warned,
                 delete=False,
                 updates=work.updates,
             )
             return
-        next_attempt = now + self._retry_delay(attempts)
-        if pending:
-            next_attempt = min(next_attempt, msg.created + cfg.max_queue_time)
-            if not warned:
-                next_attempt = min(next_attempt, max(now, msg.created + cfg.delay_warning))
         await asyncio.to_thread(
             self.store.finish,
             msg.id,
-            attempts=attempts,
-            next_attempt=next_attempt,
-            warned=warned,
-            delete=not pending,
+            attempts=plan.attempts,
+            next_attempt=plan.next_attempt,
+            warned=plan.warned,
+            delete=plan.done,
             updates=work.updates,
-            notified=reported,
-        )
-
-    def _dsn_rcpt(
-        self, r: QueuedRecipient, action: Any, now: float, until: float | None = None
-    ) -> DSNRecipient:
-        remote = r.remote_mta if r.remote_mta and r.remote_mta != "local" else None
-        diagnostic = (
-            r.last_reply if remote and r.last_reply and r.last_reply[:3].isdigit() else None
-        )
-        status = r.last_status or ("2.0.0" if action in ("delivered", "relayed") else "4.0.0")
-        text = r.last_reply or action
-        if action == "failed" and status == "4.4.7":
-            text = f"delivery time expired; last error: {r.last_reply or 'none'}"
-        if action == "delayed" and not status.startswith("4"):
-            status = "4.0.0"
-        return DSNRecipient(
-            address=r.address,
-            action=action,
-            status=status,
-            text=text,
-            orcpt=r.orcpt,
-            remote_mta=remote,
-            diagnostic=diagnostic,
-            last_attempt=now,
-            will_retry_until=until,
+            notified=plan.reported,
         )
 
     async def _send_dsn(self, work: _Work, report: list[DSNRecipient], now: float) -> bool:
@@ -576,13 +496,7 @@ class QueueRunner:
             envid=env.envid,
         )
         sender = env.mail_from
-        dsn_env = Envelope(
-            mail_from="",
-            recipients=(Recipient(sender, frozenset({"NEVER"})),),
-            body=BodyType.EIGHT_BIT if not dsn.isascii() else BodyType.SEVEN_BIT,
-            smtputf8=not sender.isascii(),
-            is_bounce=True,
-        )
+        dsn_env = dsn_envelope(sender, dsn)
         actions = ",".join(sorted({r.action for r in report}))
         deliver = self.deps.deliver()
         try:

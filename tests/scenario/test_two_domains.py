@@ -18,6 +18,7 @@ import email.policy
 import imaplib
 import poplib
 import smtplib
+import socket
 import sys
 import time
 from collections.abc import Iterator
@@ -132,6 +133,12 @@ def domains(tmp_path: Path) -> Iterator[tuple[Domain, Domain, DNSServer]]:
         pytest.skip("the SMTP server (merpati.smtp.server) is not on this branch yet")
     if not _readers():
         pytest.skip("neither POP3 nor IMAP (merpati.pop3/merpati.imap) is on this branch yet")
+    for ip in (A_IP, B_IP):
+        try:
+            with socket.socket() as probe:
+                probe.bind((ip, 0))
+        except OSError:
+            pytest.skip(f"cannot bind the loopback address {ip} on this system")
     records = {
         ("a.test", "MX"): ["10 mx.a.test."],
         ("mx.a.test", "A"): [A_IP],

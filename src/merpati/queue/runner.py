@@ -158,8 +158,13 @@ class QueueRunner:
 
     async def _run(self) -> None:
         now = self.deps.clock()
-        await asyncio.to_thread(self.store.release_stale_leases, now)
-        await asyncio.to_thread(self.store.remove_orphans, now)
+        try:
+            released = await asyncio.to_thread(self.store.release_stale_leases, now)
+            removed = await asyncio.to_thread(self.store.remove_orphans, now)
+            if released or removed:
+                self.deps.log("queue.recovered", leases=released, orphans=removed)
+        except Exception as exc:
+            self.deps.log("queue.error", stage="start", error=type(exc).__name__)
         while not self._stopping:
             self._wake.clear()
             try:

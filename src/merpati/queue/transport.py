@@ -13,6 +13,7 @@ runner does.
 from __future__ import annotations
 
 import ssl
+import time
 from collections.abc import Callable
 from dataclasses import dataclass, replace
 from typing import Literal
@@ -28,6 +29,9 @@ __all__ = ["Destination", "OutboundMessage", "Outcome", "TransportSettings"]
 # Addresses tried per destination and attempt (all hosts together), a bound against MX lists
 # that would keep one attempt busy for hours.
 MAX_ADDRESSES_PER_ATTEMPT = 20
+# How long a failure to connect answers for the next messages to the same destination before
+# connecting is tried again.
+FAILURE_MEMORY = 30.0
 
 Result = Literal["delivered", "deferred", "bounced"]
 
@@ -86,6 +90,7 @@ class Destination:
         self._host: Host | None = None
         self._ip: str | None = None
         self._failure: Outcome | None = None  # connecting failed: answer the rest at once
+        self._failed_at = 0.0
 
     @property
     def connected(self) -> bool:
@@ -106,12 +111,13 @@ class Destination:
             await self._client.close()
             self._client = None
         if self._client is None:
-            if self._failure is not None:
+            if self._failure is not None and time.monotonic() - self._failed_at < FAILURE_MEMORY:
                 return [self._failure] * n
             failure = await self._connect()
             if failure is not None:
-                self._failure = failure
+                self._failure, self._failed_at = failure, time.monotonic()
                 return [failure] * n
+            self._failure = None
         assert self._client is not None and self._host is not None
         client, mx, ip = self._client, self._host.name, self._ip
         tls = client.tls_version

@@ -91,6 +91,7 @@ class FakeSMTP:
         auth: str | None = None
         mail: tuple[str, list[str]] | None = None
         rcpts: list[tuple[str, list[str]]] = []
+        bdat_chunks: list[bytes] = []
         while True:
             line = await reader.readline()
             if not line:
@@ -184,6 +185,31 @@ class FakeSMTP:
                     self.transactions.append(t)
                 writer.write(reply)
                 mail, rcpts = None, []
+            elif verb == "BDAT" and "CHUNKING" in self.extensions:
+                parts = text.split()
+                chunk = await reader.readexactly(int(parts[1]))
+                bdat_chunks.append(chunk)
+                if len(parts) < 3 or parts[2].upper() != "LAST":
+                    writer.write(b"250 2.0.0 chunk ok\r\n")
+                elif not mail or not rcpts:
+                    writer.write(b"554 5.5.1 no valid recipients\r\n")
+                else:
+                    t = Transaction(
+                        mail[0],
+                        mail[1],
+                        [a for a, _ in rcpts],
+                        [p for _, p in rcpts],
+                        b"".join(bdat_chunks),
+                        tls,
+                        auth,
+                        number,
+                    )
+                    bdat_chunks = []
+                    reply = self.data_reply(t)
+                    if reply.startswith(b"2"):
+                        self.transactions.append(t)
+                    writer.write(reply)
+                    mail, rcpts = None, []
             elif verb == "RSET":
                 mail, rcpts = None, []
                 writer.write(b"250 2.0.0 ok\r\n")

@@ -557,3 +557,25 @@ def test_idle_connection_yields_its_slot_to_waiting_mail(harness: HarnessFactory
         assert sink.connections == 2
 
     run(with_sink(harness, body, concurrency=1))
+
+
+def test_binarymime_goes_by_bdat_or_bounces(harness: HarnessFactory) -> None:
+    binary = b"Subject: bin\r\nContent-Transfer-Encoding: binary\r\n\r\n\x00\x01\n.\r\nraw\r"
+
+    async def body(h: Harness, sink: FakeSMTP) -> None:
+        await h.store.enqueue(env(body=BodyType.BINARY), binary, rcpts("bob@b.test"))
+        h.runner.wake()
+        await h.idle()
+        t = sink.transactions[0]
+        assert t.data == binary  # byte for byte: no dot-stuffing, no line-end changes
+        assert "BODY=BINARYMIME" in t.mail_params
+        assert not any(c == "DATA" for c in sink.commands)
+        sink.extensions = ["PIPELINING", "8BITMIME"]
+        await h.store.enqueue(env(body=BodyType.BINARY), binary, rcpts("dave@c.test"))
+        h.runner.wake()
+        await h.idle(15)
+        g = status_groups(h.local.dsns()[0])[0]
+        assert g["status"] == "5.6.3" and len(sink.transactions) == 1
+
+    exts = ["PIPELINING", "8BITMIME", "CHUNKING", "BINARYMIME"]
+    run(with_sink(harness, body, FakeSMTP(extensions=exts)))

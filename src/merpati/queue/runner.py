@@ -343,6 +343,7 @@ class QueueRunner:
             recipients=tuple(r.recipient for r in job.recipients),
             data=work.signed,
             eight_bit=env.body is not BodyType.SEVEN_BIT,
+            binary=env.body is BodyType.BINARY,
             smtputf8=env.smtputf8,
             needs_smtputf8=needs_utf8,
             ret=env.ret,

@@ -160,11 +160,14 @@ def mail_command(
     smtputf8: bool,
     ret: str | None,
     envid: str | None,
+    binary: bool = False,
 ) -> bytes:
     params = []
     if ext.size is not None:
         params.append(f"SIZE={size}")  # rfc1870:6
-    if eight_bit and ext.has("8BITMIME"):
+    if binary and ext.has("BINARYMIME"):
+        params.append("BODY=BINARYMIME")  # rfc3030:3
+    elif eight_bit and ext.has("8BITMIME"):
         params.append("BODY=8BITMIME")  # rfc6152:2
     if smtputf8 and ext.has("SMTPUTF8"):
         params.append("SMTPUTF8")  # rfc6531:3.4

@@ -52,6 +52,7 @@ class OutboundMessage:
     recipients: tuple[Recipient, ...]
     data: bytes
     eight_bit: bool = False
+    binary: bool = False  # BODY=BINARYMIME (rfc3030): only BDAT can carry it
     smtputf8: bool = False  # the sender asked for SMTPUTF8
     needs_smtputf8: bool = False  # and the message cannot go without it (rfc6531:3.4)
     ret: str | None = None
@@ -130,6 +131,11 @@ class Destination:
             # rfc6531:3.4 a message that needs SMTPUTF8 cannot go to a server without it.
             text = f"{mx} does not support SMTPUTF8, which this message needs"
             return [Outcome("bounced", 553, "5.6.7", text, False, mx, ip, tls)] * n
+        if msg.binary and not (ext.has("BINARYMIME") and ext.has("CHUNKING")):
+            # rfc3030:3 binary content cannot go to a server without BINARYMIME; we do not
+            # convert it (rfc3463 X.6.3 conversion required and not supported).
+            text = f"{mx} does not accept BINARYMIME, which this message needs"
+            return [Outcome("bounced", 554, "5.6.3", text, False, mx, ip, tls)] * n
         mail = mail_command(
             msg.mail_from,
             ext,
@@ -138,12 +144,16 @@ class Destination:
             smtputf8=msg.smtputf8 or msg.needs_smtputf8,
             ret=msg.ret,
             envid=msg.envid,
+            binary=msg.binary,
         )
         rcpts = [
             rcpt_command(r.address, ext, notify=r.notify, orcpt=r.orcpt) for r in msg.recipients
         ]
         try:
-            replies = await client.transaction(mail, rcpts, data_payload(msg.data))
+            if msg.binary:
+                replies = await client.transaction(mail, rcpts, msg.data, chunked=True)
+            else:
+                replies = await client.transaction(mail, rcpts, data_payload(msg.data))
         except SMTPClientError as exc:
             await self.close()
             return [Outcome("deferred", 451, "4.4.2", f"{mx}: {exc}", False, mx, ip, tls)] * n

@@ -159,7 +159,9 @@ class Destination:
             return [Outcome("deferred", 451, "4.4.2", f"{mx}: {exc}", False, mx, ip, tls)] * n
         if not replies.completed:
             await client.rset()
-        if any(r is not None and r.code == 421 for r in (replies.mail, replies.data)):
+        if any(
+            r is not None and r.code == 421 for r in (replies.mail, replies.data, *replies.rcpts)
+        ):
             await self.close()  # rfc5321:3.8 the peer is closing the channel
         peer_dsn = ext.has("DSN")
         if not replies.mail.positive:

@@ -16,6 +16,7 @@ from qhelpers import Harness, HarnessFactory, run, wait_until
 
 from merpati.delivery.api import BodyType, Envelope, Recipient
 from merpati.queue import signing
+from merpati.queue.store import QueueStore
 
 MSG = (
     b"From: alice@a.test\r\nTo: bob@b.test\r\nSubject: hi\r\n"
@@ -579,3 +580,24 @@ def test_binarymime_goes_by_bdat_or_bounces(harness: HarnessFactory) -> None:
 
     exts = ["PIPELINING", "8BITMIME", "CHUNKING", "BINARYMIME"]
     run(with_sink(harness, body, FakeSMTP(extensions=exts)))
+
+
+def test_two_runners_on_one_queue_deliver_each_message_once(harness: HarnessFactory) -> None:
+    from merpati.queue.runner import QueueRunner
+
+    async def body(h: Harness, sink: FakeSMTP) -> None:
+        other_store = QueueStore.open(h.store.root.parent)
+        other = QueueRunner(other_store, h.runner.deps)
+        for i in range(40):
+            await h.store.enqueue(env(), MSG, rcpts(f"u{i}@b.test"))
+        h.runner.start()
+        other.start()
+        try:
+            await wait_until(lambda: h.store.count() == 0, 20)
+        finally:
+            await other.stop(2)
+            other_store.close()
+        rcpts_seen = [r for t in sink.transactions for r in t.rcpts]
+        assert sorted(rcpts_seen) == sorted(f"u{i}@b.test" for i in range(40))
+
+    run(with_sink(harness, body, start=False))

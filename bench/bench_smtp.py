@@ -22,6 +22,7 @@ durable:
     PYTHONPATH=src python bench/bench_smtp.py                       # all servers, 4 runs each
     PYTHONPATH=src python bench/bench_smtp.py --servers merpati --seconds 3
     PYTHONPATH=src python bench/bench_smtp.py --smtp-source         # also Postfix's generator
+    PYTHONPATH=src python bench/bench_smtp.py --core                # the sans-I/O core alone
 
 Latency is per message, from sending MAIL to reading the final 250 (p50/p99 in ms).
 """
@@ -402,6 +403,32 @@ def smtp_source(port: int, sessions: int, recipients: int, count: int) -> float:
     return count / (time.monotonic() - started)
 
 
+def core_speed(messages: int = 2000) -> None:
+    """CPU of the sans-I/O session alone: pipelined 10 KB messages fed in 64 KB reads."""
+    from merpati.smtp import replies
+    from merpati.smtp.events import CLOSE, NEED_DATA, MailRequest, MessageRequest, RcptRequest
+    from merpati.smtp.session import Session, Settings
+
+    one = b"MAIL FROM:<a@client.example>\r\nRCPT TO:<u0@bench.example>\r\nDATA\r\n"
+    one += message().replace(b"\r\n.", b"\r\n..") + b"\r\n.\r\n"
+    data = b"EHLO x\r\n" + one * messages
+    settings = Settings("mx.bench.example", "mx", "127.0.0.1", 50_000_000, 100, 10, False)
+    started = time.process_time()
+    session = Session(settings)
+    done = 0
+    for i in range(0, len(data), 65536):
+        session.receive_data(data[i : i + 65536])
+        while (event := session.next_event()) is not NEED_DATA and event is not CLOSE:
+            if isinstance(event, MessageRequest):
+                done += 1
+                session.respond(replies.OK)
+            elif isinstance(event, MailRequest | RcptRequest):
+                session.respond(replies.OK)
+        session.data_to_send()
+    cpu = time.process_time() - started
+    print(f"core: {done} messages in {cpu:.3f} s CPU, {cpu / done * 1e6:.0f} us per message")
+
+
 # Sessions that authenticate first (as u0@bench.example): port 25 then skips the inbound
 # SPF/DKIM/DMARC/ARC checks, which need DNS and are not part of what the others do.
 AUTHENTICATED = {"merpati-auth", "merpati-memory"}
@@ -419,7 +446,11 @@ def main() -> int:
     ap.add_argument("--recipients", nargs="+", type=int, default=[1, 5])
     ap.add_argument("--seconds", type=float, default=4.0)
     ap.add_argument("--smtp-source", action="store_true", help="also run Postfix's smtp-source")
+    ap.add_argument("--core", action="store_true", help="only the session core's CPU cost")
     args = ap.parse_args()
+    if args.core:
+        core_speed()
+        return 0
     try:
         import uvloop
 

@@ -10,12 +10,14 @@ import subprocess
 import sys
 import time
 import urllib.request
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
 
-from conftest import ServerFactory
 from harness import MerpatiServer, free_port, merpati_env, run_cli
+
+ServerFactory = Callable[..., MerpatiServer]
 
 
 def http_get(srv: MerpatiServer, path: str) -> tuple[int, bytes]:
@@ -34,6 +36,8 @@ def test_health_metrics_autoconfig(server_factory: ServerFactory) -> None:
     assert status == 200 and b"merpati_connections_total" in body
     status, body = http_get(srv, "/mail/config-v1.1.xml")
     assert status == 200 and b"<clientConfig" in body
+    status, body = http_get(srv, "/.well-known/mta-sts.txt")
+    assert status == 200 and body.startswith(b"version: STSv1\r\n") and b"mx: localhost" in body
     assert http_get(srv, "/nothing")[0] == 404
 
 

@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 from merpati.app import App
-from merpati.config import Config, LimitsConfig, ListenAddress, TLSConfig
+from merpati.config import Config, DeliveryConfig, LimitsConfig, ListenAddress, TLSConfig
 from merpati.delivery.api import Envelope, Recipient
 from merpati.delivery.deliver import make_deliverer
 from merpati.server.listeners import Acceptor
@@ -51,12 +51,14 @@ class InProcServer:
         queue: bool = True,
         plaintext_auth: bool = False,
         hostname: str = "mx.test",
+        show_auth_user: bool = False,
         **limits: Any,
     ) -> None:
         self.config = Config(
             hostname=hostname,
             data_dir=data_dir,
             tls=TLSConfig(allow_plaintext_auth=plaintext_auth),
+            delivery=DeliveryConfig(received_show_auth_user=show_auth_user),
             limits=dataclasses.replace(LimitsConfig(), **limits),
         )
         self.loop = asyncio.new_event_loop()

@@ -167,3 +167,38 @@ def test_auth_failures_are_throttled(tmp_path: Path) -> None:
         c.close()
     finally:
         server.stop()
+
+
+def test_a_command_trickling_in_byte_by_byte_still_times_out(srv: InProcServer) -> None:
+    c = connect(srv)
+    started = time.monotonic()
+    closed_by_server = False
+    for byte in b"NOOP and a very long argument that never ends":
+        try:
+            c.send(bytes([byte]))
+        except OSError:
+            closed_by_server = True
+            break
+        time.sleep(0.1)  # each byte well inside the 0.6 s command timeout
+        if time.monotonic() - started > 3:
+            break
+    if not closed_by_server:
+        assert c.reply() == "421 4.4.2 Timeout, closing connection"
+    assert time.monotonic() - started < 2.5
+
+
+def test_shutdown_lets_a_busy_session_finish_its_message(tmp_path: Path) -> None:
+    server = InProcServer(tmp_path / "d")
+    server.add_user(ALICE, "alice-pw-1")
+    c = connect(server)
+    c.send(b"EHLO a\r\nMAIL FROM:<s@remote.example>\r\nRCPT TO:<alice@example.org>\r\nDATA\r\n")
+    assert [c.reply()[:3] for _ in range(4)] == ["250", "250", "250", "354"]
+    c.send(b"Subject: last one\r\n\r\nhalf")
+    stopper = threading.Thread(target=server.stop)
+    stopper.start()
+    time.sleep(0.3)  # the server is stopping; this session is mid-message
+    c.send(b" and the rest\r\n.\r\n")
+    assert c.reply().startswith("250 2.0.0")
+    assert c.reply() == "421 4.3.2 Server shutting down, try later"
+    stopper.join(10)
+    assert not stopper.is_alive()

@@ -262,3 +262,28 @@ def test_authenticated_client_may_relay_through_port_25(srv: InProcServer) -> No
     ((_env, message, rcpts),) = srv.queue.items
     assert [r.address for r in rcpts] == ["far@remote.example"]
     assert b"with ESMTPSA id" in message
+
+
+def test_received_names_the_user_only_when_configured(tmp_path: Path) -> None:
+    server = InProcServer(tmp_path / "d", plaintext_auth=True, show_auth_user=True)
+    try:
+        server.add_user(ALICE, "alice-pw-1")
+        with smtplib.SMTP(server.host, server.ports["submission"], timeout=10) as c:
+            c.login(ALICE, "alice-pw-1")
+            c.sendmail(ALICE, [ALICE], b"Subject: me\r\n\r\nx\r\n")
+        (msg,) = server.inbox(ALICE)
+        head = msg.split(b"\r\n\r\n")[0]
+        assert b"(authenticated user alice@example.org)" in head
+        assert b"with ESMTPA id" in head  # no TLS here: plaintext auth was allowed
+    finally:
+        server.stop()
+
+
+def test_a_broken_lookup_is_a_temporary_failure_not_a_crash(srv: InProcServer) -> None:
+    c = raw(srv)
+    c.cmd("EHLO client.example")
+    assert c.cmd("MAIL FROM:<s@remote.example>").startswith("250")
+    srv.app.accounts.close()  # the account database goes away under the session
+    assert c.cmd("RCPT TO:<alice@example.org>") == "451 4.3.0 Temporary failure, try again later"
+    assert c.cmd("NOOP") == "250 2.0.0 OK"
+    assert c.cmd("QUIT") == "221 2.0.0 Bye"

@@ -362,3 +362,10 @@ def test_submission_requires_auth() -> None:
 def test_eof_mid_data_closes_without_message() -> None:
     r = both(EHLO + transaction(b"partial\r\n"))
     assert r.closed and r.messages == []
+
+
+def test_junk_commands_are_limited() -> None:
+    r = both(EHLO + b"NOOP\r\n" * 100 + b"RSET\r\nNOOP\r\n")
+    assert r.lines.count("250 2.0.0 OK") == 100
+    assert r.lines[-1] == "421 4.7.0 Too many commands without mail, closing connection"
+    assert r.closed

@@ -8,6 +8,8 @@ from pathlib import Path
 
 import dkim
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 from merpati.config import DNSConfig
 from merpati.trust import dkim_keys
@@ -204,3 +206,44 @@ def test_arc_sealed_message_verifies(
     assert "arc=pass" in v.authentication_results
     broken = sealed.replace(b"Subject: test", b"Subject: changed")
     assert check(dns_config, broken, "a@good.test").arc.result == "fail"
+
+
+@settings(
+    max_examples=40, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
+@given(
+    head=st.lists(
+        st.sampled_from(
+            [
+                b"From: a@good.test",
+                b"From: <>",
+                b"From: =?utf-8?q?x?= <@>",
+                b"DKIM-Signature: v=1; a=rsa-sha256; d=good.test; s=x; h=from; bh=; b=",
+                b"DKIM-Signature: garbage ;;==",
+                b"ARC-Seal: i=1; a=rsa-sha256; cv=none; d=x; s=y; b=zz",
+                b"ARC-Message-Signature: i=1; d=x",
+                b"Authentication-Results: (unclosed comment",
+                b"\tcontinuation without a field",
+                b"no colon here",
+                b"Subject: \xff\xfe invalid utf-8",
+            ]
+        ),
+        max_size=8,
+    ),
+    body=st.binary(max_size=200),
+    helo=st.sampled_from(["client.good.test", "", "[192.0.2.1]", "x" * 300, "bad..name"]),
+    mail_from=st.sampled_from(["a@good.test", "", "no-at-sign", "@", "a@[192.0.2.1]"]),
+)
+def test_never_raises_on_garbage(
+    zone: DnsServer,
+    dns_config: DNSConfig,
+    head: list[bytes],
+    body: bytes,
+    helo: str,
+    mail_from: str,
+) -> None:
+    message = b"\r\n".join(head) + b"\r\n\r\n" + body
+    v = check(dns_config, message, mail_from, helo=helo)
+    assert v.authentication_results.startswith(OURS + ";")
+    assert v.disposition in ("none", "quarantine", "reject")
+    assert b"\n" not in v.header.rstrip(b"\r\n").replace(b"\r\n\t", b"")

@@ -78,6 +78,8 @@ def test_check_against_dns(tmp_path: Path, dns_server: DnsServer) -> None:
         value = r["value"]
         if value == "v=spf1 mx -all":
             value = "v=spf1 a -all"
+        if value.startswith("v=DMARC1"):
+            value = "v=DMARC1;p=reject;rua=mailto:dmarc@elsewhere.test"  # stricter: fine
         if "k=rsa" in value:
             continue
         dns_server.add(r["name"], r["type"], value)
@@ -143,3 +145,12 @@ def test_trusted_networks_config_is_validated(tmp_path: Path) -> None:
     assert out.returncode == 2 and "policy.trusted_networks" in out.stderr
     ok = write_config(tmp_path, extra='[policy]\ntrusted_networks = ["10.0.0.0/8", "::1"]')
     assert load_config(ok).policy.trusted_networks == ("10.0.0.0/8", "::1")
+
+
+def test_dmarc_none_is_reported_as_different(tmp_path: Path, dns_server: DnsServer) -> None:
+    extra = f'[dns]\nnameservers = ["127.0.0.1:{dns_server.port}"]\ntimeout = "1s"'
+    config = write_config(tmp_path, extra=extra)
+    dns_server.add_txt("_dmarc.example.test", "v=DMARC1; p=none")
+    out = merpati(config, "dns", "example.test", "--check")
+    assert out.returncode == 1
+    assert "different _dmarc.example.test. TXT: found v=DMARC1; p=none" in out.stdout

@@ -233,3 +233,18 @@ def test_trusted_network_skips_checks_but_not_stripping(tmp_path: Path, zone: Dn
         assert b"Authentication-Results" not in first
     finally:
         srv.stop()
+
+
+def test_trust_service_installs_and_removes_the_signer(srv: TrustServer) -> None:
+    from merpati.queue import signing
+    from merpati.trust.hooks import start_trust
+
+    dkim_keys.create_keys(srv.config.data_dir, "ours.test")
+    service = srv.call(start_trust(srv.app))
+    try:
+        signer = signing.get_signer()
+        assert signer is not None
+        assert b"d=ours.test" in signer(msg(ALICE), "ours.test")
+    finally:
+        srv.call(service.stop())
+    assert signing.get_signer() is None

@@ -1,4 +1,5 @@
-"""The admin HTTP listener: ``/healthz``, Prometheus ``/metrics`` and mail client autoconfig.
+"""The admin HTTP listener: ``/healthz``, Prometheus ``/metrics``, mail client autoconfig and
+the MTA-STS policy file.
 
 A deliberately small HTTP/1.1 responder (one request per connection, GET/HEAD only, request
 head bounded to 8 KiB, 10 s to send it): it serves operators and mail clients, not browsers,
@@ -81,6 +82,12 @@ async def _serve(app: App, conn: Connection) -> None:
         out = _response(
             "200 OK", app.metrics.render(), "text/plain; version=0.0.4; charset=utf-8", head_only
         )
+    elif path == b"/.well-known/mta-sts.txt":
+        # rfc8461:3.2 the policy; it must be reachable over HTTPS as mta-sts.DOMAIN (a
+        # reverse proxy with a certificate for that name forwards to this listener).
+        from merpati.trust.records import mta_sts_policy
+
+        out = _response("200 OK", mta_sts_policy(app.config).encode(), "text/plain", head_only)
     elif path in (b"/mail/config-v1.1.xml", b"/.well-known/autoconfig/mail/config-v1.1.xml"):
         out = _response("200 OK", autoconfig_xml(app), "application/xml", head_only)
     else:

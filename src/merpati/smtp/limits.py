@@ -19,8 +19,6 @@ AUTH_LINE_MAX = 12288
 FRAMING_LINE_MAX = AUTH_LINE_MAX
 # rfc5321:4.5.3.1.6 a text line (in DATA) is at most 1000 octets including the CRLF.
 TEXT_LINE_MAX = 1000
-# rfc5321:4.5.3.1.8 at least 100 recipients must be buffered; the configured limit may be more.
-MIN_RECIPIENTS = 100
 # rfc5321:6.3 a message with more than this many Received: fields is a loop (we count them
 # when the message arrives; "over 50" is refused with 554 5.4.6).
 MAX_RECEIVED_HEADERS = 50
@@ -34,3 +32,6 @@ ENVID_MAX = 100
 ORCPT_MAX = 500
 # rfc3030:2 a BDAT chunk size is a decimal number; we refuse absurd ones before reading them.
 BDAT_SIZE_DIGITS_MAX = 18
+# NOOP, RSET, VRFY and HELP cost us work and move no mail; a session may send this many
+# (Postfix's smtpd_junk_command_limit has the same default), then gets 421 4.7.0.
+JUNK_COMMANDS_MAX = 100

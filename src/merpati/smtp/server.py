@@ -48,7 +48,7 @@ from merpati.smtp.replies import Reply
 from merpati.smtp.session import Role, Session, Settings
 from merpati.trust import hooks as trust_hooks
 
-BUSY_REPLY = b"421 4.7.0 Too many connections, try later\r\n"
+BUSY_REPLY = bytes(replies.BUSY)  # b"421 4.7.0 Too many connections, try later\r\n"
 READ_SIZE = 256 * 1024
 # Stop writing replies to a client that does not read them once this much is unsent.
 WRITE_HIGH_WATER = 64 * 1024
@@ -81,6 +81,10 @@ class SmtpConnection:
             )
         )
         self.idle = False  # waiting for a command outside any transaction
+        # When the command now being read began: a command line must be complete within
+        # command_timeout however slowly its bytes trickle in (rfc5321:4.5.3.2.7).
+        self.command_started = time.monotonic()
+        self.commands_seen = 0
         self.tx_started: float | None = None
         self.result = "closed"
         metrics = app.metrics
@@ -130,48 +134,71 @@ class SmtpConnection:
                 data = await self._read()
                 session.receive_data(data)
             elif event is CLOSE:
-                if self.result == "closed" and session.errors >= self.limits.bad_commands:
+                if self.result == "closed" and session.quit:
+                    self.result = "quit"
+                elif self.result == "closed" and session.errors >= self.limits.bad_commands:
                     self.result = "too-many-errors"
                 await self._flush(final=True)
                 return
-            elif isinstance(event, MailRequest):
-                reply = policy.check_mail(self.app, self.role, session.account, event.command)
-                if reply.positive:  # issue 8: outbound rate per account
-                    reply = (
-                        trust_hooks.mail_refusal(self.app, session.account, self.conn.peer_ip)
-                        or reply
-                    )
-                session.respond(reply)
-            elif isinstance(event, RcptRequest):
-                reply, address = await policy.check_rcpt(self.app, session.account, event.command)
-                if reply.positive and session.transaction is not None:  # issue 8: greylisting
-                    grey = await trust_hooks.rcpt_refusal(
-                        self.app,
-                        self.role,
-                        session.account,
-                        self.conn.peer_ip,
-                        session.transaction.mail.address,
-                        address or event.command.address,
-                    )
-                    reply, address = (grey, None) if grey is not None else (reply, address)
-                session.respond(reply, address)
-            elif isinstance(event, AuthRequest):
-                account = await self.app.auth.verify(
-                    event.username, event.password, self.conn.peer_ip
-                )
-                self.app.log.event(
-                    "smtp.auth",
-                    id=self.conn.id,
-                    peer=self.conn.peer_ip,
-                    mechanism=event.mechanism,
-                    user=event.username,
-                    result="ok" if account else "failed",
-                )
-                session.auth_result(account)
-            elif isinstance(event, MessageRequest):
-                session.respond(await self._message(event))
             elif isinstance(event, StartTLSRequest):
                 await self._start_tls()
+            elif isinstance(event, MailRequest | RcptRequest | AuthRequest | MessageRequest):
+                await self._decide(event)
+
+    async def _decide(
+        self, event: MailRequest | RcptRequest | AuthRequest | MessageRequest
+    ) -> None:
+        """Answer one decision event. A failure of a lookup or of delivery gives the client a
+        temporary error (never the exception's text) and leaves the session usable."""
+        session = self.session
+        try:
+            await self._answer(event)
+        except Exception as exc:
+            self.app.log.event(
+                "smtp.error", id=self.conn.id, stage=type(event).__name__, error=type(exc).__name__
+            )
+            if isinstance(event, AuthRequest):
+                session.auth_result(None, replies.AUTH_TEMP)
+            else:
+                session.respond(replies.TEMP_FAILURE)
+
+    async def _answer(
+        self, event: MailRequest | RcptRequest | AuthRequest | MessageRequest
+    ) -> None:
+        session = self.session
+        if isinstance(event, MailRequest):
+            reply = policy.check_mail(self.app, self.role, session.account, event.command)
+            if reply.positive:  # issue 8: outbound rate per account
+                reply = (
+                    trust_hooks.mail_refusal(self.app, session.account, self.conn.peer_ip) or reply
+                )
+            session.respond(reply)
+        elif isinstance(event, RcptRequest):
+            reply, address = await policy.check_rcpt(self.app, session.account, event.command)
+            if reply.positive and session.transaction is not None:  # issue 8: greylisting
+                grey = await trust_hooks.rcpt_refusal(
+                    self.app,
+                    self.role,
+                    session.account,
+                    self.conn.peer_ip,
+                    session.transaction.mail.address,
+                    address or event.command.address,
+                )
+                reply, address = (grey, None) if grey is not None else (reply, address)
+            session.respond(reply, address)
+        elif isinstance(event, AuthRequest):
+            account = await self.app.auth.verify(event.username, event.password, self.conn.peer_ip)
+            self.app.log.event(
+                "smtp.auth",
+                id=self.conn.id,
+                peer=self.conn.peer_ip,
+                mechanism=event.mechanism,
+                user=event.username,
+                result="ok" if account else "failed",
+            )
+            session.auth_result(account)
+        elif isinstance(event, MessageRequest):
+            session.respond(await self._message(event))
 
     async def _read(self) -> bytes:
         session = self.session
@@ -185,6 +212,12 @@ class SmtpConnection:
             self.limits.data_timeout if session.reading_message else self.limits.command_timeout
         )
         deadline_hit = False
+        if session.commands != self.commands_seen or session.reading_message:
+            self.commands_seen, self.command_started = session.commands, now
+        elif not session.reading_message:
+            timeout = max(
+                0.0, min(timeout, self.command_started + self.limits.command_timeout - now)
+            )
         if session.in_transaction:
             if self.tx_started is None:
                 self.tx_started = now

@@ -117,6 +117,8 @@ class Session:
         self.errors = 0
         self.transaction: Transaction | None = None
         self.messages = 0  # messages handed to the transport
+        self.quit = False  # the client said QUIT
+        self.junk = 0  # NOOP/RSET/VRFY/HELP so far
         self.commands = 0
         self._buf = bytearray()
         self._eof = False
@@ -298,6 +300,11 @@ class Session:
             return None
         if not isinstance(command, ALLOWED[self.state]):
             return self._out_of_sequence(command)
+        if isinstance(command, c.Noop | c.Rset | c.Vrfy | c.Help):
+            self.junk += 1
+            if self.junk > limits.JUNK_COMMANDS_MAX:
+                self.close(replies.TOO_MANY_JUNK)
+                return None
         return self._handlers[type(command)](command)
 
     def _out_of_sequence(self, command: c.Command) -> Event | None:
@@ -522,6 +529,7 @@ class Session:
         self._send(replies.NOOP_OK)
 
     def _quit(self, command: c.Quit) -> Event:
+        self.quit = True
         self._send(replies.CLOSING)
         self.state = State.CLOSED
         return CLOSE

@@ -47,6 +47,6 @@ def seal(
             ours.encode("ascii"),
             timestamp=None if now is None else int(now),
         )
-    except dkim.DKIMException:
-        return message  # an unsealable message is still forwarded, only without ARC
+    except Exception:  # dkimpy on a hostile message: still forwarded, only without ARC
+        return message
     return b"".join(fields) + message

@@ -1,6 +1,6 @@
 """Just enough rfc5322 header handling on raw message bytes for the trust checks: split the
 header section, iterate fields (folded lines kept together, bytes untouched), drop fields,
-prepend a field, and find the author domain of From:.
+fold a new field, and find the author domain of From:.
 
 It does not decode encoded-words or MIME; the body is never looked at.
 """
@@ -18,7 +18,6 @@ __all__ = [
     "fold",
     "from_domains",
     "iter_fields",
-    "prepend",
     "remove_fields",
     "split_message",
 ]
@@ -94,10 +93,6 @@ def fold(name: str, value: str, width: int = 78) -> bytes:
             line = f"{line} {word}"
     lines.append(line)
     return ("\r\n".join(lines) + "\r\n").encode("utf-8")
-
-
-def prepend(message: bytes, field: bytes) -> bytes:
-    return field + message
 
 
 def from_domains(message: bytes) -> list[str] | None:

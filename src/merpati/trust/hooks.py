@@ -212,14 +212,17 @@ class _TrustService:
 
 
 async def start_trust(app: App) -> _TrustService:
-    """Install the DKIM signer into the outbound queue (when the queue package is there)."""
+    """Install the DKIM signer into the outbound queue (when the queue package is there);
+    on stop, remove it and close the greylist database."""
     set_signer = resolve("merpati.queue.signing:set_signer")
-    if set_signer is None:
-        return _TrustService(lambda: None)
-    install = set_signer
+    if set_signer is not None:
+        set_signer(make_signer(app))
 
     def uninstall() -> None:
-        install(None)
+        if set_signer is not None:
+            set_signer(None)
+        grey = controls_for(app).greylist
+        if grey is not None:
+            grey.close()
 
-    install(make_signer(app))
     return _TrustService(uninstall)

@@ -22,7 +22,7 @@ import asyncio
 import random
 import re
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import TypeVar
 
 from merpati.config import DNSConfig
@@ -35,6 +35,8 @@ from merpati.trust.spf import SpfOutcome, check_host
 __all__ = [
     "CHECK_DEADLINE",
     "InboundVerdict",
+    "authentication_results_fields",
+    "authserv_id_of",
     "check_inbound",
     "strip_authentication_results",
 ]
@@ -52,7 +54,6 @@ class InboundVerdict:
     dkim: tuple[DkimOutcome, ...]
     dmarc: DmarcOutcome
     arc: ArcOutcome
-    extra: dict[str, str] = field(default_factory=dict, compare=False)
 
     @property
     def header(self) -> bytes:

@@ -7,8 +7,9 @@ policy file text in ``mta_sts_policy``); TLS-RPT (rfc8460); the rfc6186 SRV reco
 submission, IMAP and POP3 (port from the first configured address of each listener; a
 listener that is off is published as "not offered", target ".").
 
-``check(records, nameservers)`` asks DNS (dnspython, synchronously: it is for the CLI) and
-returns one ``CheckResult`` per record. It never changes anything.
+``check(records, nameservers)`` asks DNS (all records at once) and returns one
+``CheckResult`` per record; TXT values are compared by tags, not spacing, and a DMARC record
+with p=reject counts as matching the suggested p=quarantine. It never changes anything.
 """
 
 from __future__ import annotations
@@ -27,6 +28,7 @@ import dns.resolver
 
 from merpati.config import Config
 from merpati.trust.dkim_keys import canonical_domain, list_selectors, txt_record
+from merpati.trust.dmarc import parse_record
 
 __all__ = [
     "DEFAULT_TTL",
@@ -180,6 +182,11 @@ def _matches(record: Record, found: tuple[str, ...]) -> tuple[bool, tuple[str, .
     if record.type == "TXT":
         prefix = record.value.split(";")[0].split(" ")[0].lower()  # v=spf1, v=DKIM1...
         rivals = tuple(f for f in found if f.lower().startswith(prefix))
+        if record.name.startswith("_dmarc."):
+            # A stricter policy than the suggested p=quarantine is as good (rfc7489:6.3).
+            strict = [parse_record(f.encode("utf-8", "replace")) for f in rivals]
+            ok = len(rivals) == 1 and any(r and r.p in ("quarantine", "reject") for r in strict)
+            return ok, rivals
         want = _normal(record.value)
         return any(_normal(f) == want for f in rivals), rivals
     if record.type == "MX":

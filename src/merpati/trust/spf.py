@@ -85,6 +85,8 @@ def _valid_domain(domain: str) -> bool:
     if not domain or len(domain) > MAX_DOMAIN or domain.startswith("["):
         return False
     labels = domain.rstrip(".").split(".")
+    if labels[-1].isdigit():
+        return False  # an IPv4 address (e.g. a HELO address literal), not a domain
     return len(labels) >= 2 and all(0 < len(x) <= 63 for x in labels)
 
 

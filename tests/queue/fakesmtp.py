@@ -41,6 +41,7 @@ class FakeSMTP:
     implicit_tls: bool = False  # TLS from the first byte (port 465 style)
     auth_mechanisms: str = "PLAIN LOGIN"
     no_ehlo: bool = False  # an old server: 502 to EHLO, HELO only
+    greeting_delay: float = 0.0  # a tarpit: wait this long before the greeting
     transactions: list[Transaction] = field(default_factory=list)
     connections: int = 0
     max_open: int = 0
@@ -78,6 +79,8 @@ class FakeSMTP:
         self, number: int, reader: asyncio.StreamReader, writer: asyncio.StreamWriter
     ) -> None:
         greet = self.greeting(number)
+        if self.greeting_delay:
+            await asyncio.sleep(self.greeting_delay)
         if not greet:
             return  # close at once: the client sees a dropped connection
         writer.write(greet)
@@ -88,6 +91,7 @@ class FakeSMTP:
         auth: str | None = None
         mail: tuple[str, list[str]] | None = None
         rcpts: list[tuple[str, list[str]]] = []
+        bdat_chunks: list[bytes] = []
         while True:
             line = await reader.readline()
             if not line:
@@ -181,6 +185,31 @@ class FakeSMTP:
                     self.transactions.append(t)
                 writer.write(reply)
                 mail, rcpts = None, []
+            elif verb == "BDAT" and "CHUNKING" in self.extensions:
+                parts = text.split()
+                chunk = await reader.readexactly(int(parts[1]))
+                bdat_chunks.append(chunk)
+                if len(parts) < 3 or parts[2].upper() != "LAST":
+                    writer.write(b"250 2.0.0 chunk ok\r\n")
+                elif not mail or not rcpts:
+                    writer.write(b"554 5.5.1 no valid recipients\r\n")
+                else:
+                    t = Transaction(
+                        mail[0],
+                        mail[1],
+                        [a for a, _ in rcpts],
+                        [p for _, p in rcpts],
+                        b"".join(bdat_chunks),
+                        tls,
+                        auth,
+                        number,
+                    )
+                    bdat_chunks = []
+                    reply = self.data_reply(t)
+                    if reply.startswith(b"2"):
+                        self.transactions.append(t)
+                    writer.write(reply)
+                    mail, rcpts = None, []
             elif verb == "RSET":
                 mail, rcpts = None, []
                 writer.write(b"250 2.0.0 ok\r\n")

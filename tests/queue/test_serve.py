@@ -9,6 +9,7 @@ import os
 import signal
 import subprocess
 import sys
+import urllib.request
 from pathlib import Path
 from typing import Any
 
@@ -74,6 +75,11 @@ def test_running_server_delivers_and_obeys_queue_commands(
         wait_sync(lambda: 1 in _ids(ts.sink), what="delivery of a message queued elsewhere")
         wait_sync(lambda: store.get(now_id) is None, what="removal after delivery")
         assert "queue.attempt" in srv.log() and "mx=mx.b.test" in srv.log()
+        host, port = srv.address("http")
+        with urllib.request.urlopen(f"http://{host}:{port}/metrics", timeout=10) as resp:
+            metrics = resp.read().decode()
+        assert 'merpati_queue_attempts_total{result="delivered"} 1.0' in metrics
+        assert "merpati_queue_messages 0.0" in metrics
 
         later = store.enqueue_sync(env, _message(2), (Recipient("later@b.test"),))
         wait_sync(lambda: (store.get(later) or _never()).attempts == 1, what="first attempt")
@@ -159,3 +165,40 @@ def test_sigkill_loses_nothing(server_factory: Any, dns: DNSServer, tmp_path: Pa
         assert srv.stop() == 0
     # duplicates are allowed (at least once), losses are not
     assert set(acked) <= _ids(ts.sink)
+
+
+def test_sigkill_of_a_server_taking_and_sending_mail(server_factory: Any, dns: DNSServer) -> None:
+    """Mail submitted over SMTP: every message the server said 250 to reaches the remote
+    side after the server is SIGKILLed mid-stream and started again."""
+    import smtplib
+    import threading
+
+    with ThreadedSink(FakeSMTP(stall_after_data=0.02)) as ts:
+        srv = server_factory(
+            _toml(dns, ts.port), listeners=("submission", "http"), allow_plaintext_auth=True
+        )
+        srv.add_user("alice@a.test", "secret-password-1")
+        acked: list[int] = []
+        killed = threading.Event()
+
+        def killer() -> None:
+            wait_sync(lambda: len(acked) >= 15, what="15 accepted messages")
+            srv.kill()
+            killed.set()
+
+        t = threading.Thread(target=killer)
+        t.start()
+        host, port = srv.address("submission")
+        try:
+            with smtplib.SMTP(host, port, timeout=10) as client:
+                client.login("alice@a.test", "secret-password-1")
+                for n in range(1000):
+                    client.sendmail("alice@a.test", [f"u{n}@b.test"], _message(n))
+                    acked.append(n)
+        except (smtplib.SMTPException, OSError):
+            pass
+        t.join(30)
+        assert killed.is_set() and len(acked) >= 15
+        srv.start()
+        wait_sync(lambda: set(acked) <= _ids(ts.sink), timeout=40, what="every accepted message")
+        assert srv.stop() == 0

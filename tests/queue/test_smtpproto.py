@@ -108,3 +108,13 @@ def test_data_payload_dot_stuffing_and_line_endings() -> None:
 
 def test_auth_plain() -> None:
     assert auth_plain("u", "p") == b"AHUAcA=="
+
+
+def test_needs_smtputf8() -> None:
+    from merpati.queue.smtpproto import needs_smtputf8
+
+    assert not needs_smtputf8("a@a.test", ["b@b.test"], b"Subject: x\r\n\r\n\xc3\xa7a\r\n")
+    assert needs_smtputf8("á@a.test", ["b@b.test"], b"Subject: x\r\n\r\n")
+    assert needs_smtputf8("a@a.test", ["bø@b.test"], b"Subject: x\r\n\r\n")
+    assert needs_smtputf8("a@a.test", ["b@b.test"], "Subject: café\r\n\r\nx".encode())
+    assert needs_smtputf8("a@a.test", ["b@b.test"], "Subject: café\n\nx".encode())

@@ -118,3 +118,15 @@ def test_orphans_are_removed_when_old(tmp_path: Path) -> None:
     os.utime(orphan, (old, old))
     assert s.remove_orphans(time.time()) == 1
     assert not orphan.exists() and young.exists() and s.message_path(keep).exists()
+
+
+def test_operator_poke_during_an_attempt_wins_over_the_schedule(tmp_path: Path) -> None:
+    s = QueueStore.open(tmp_path)
+    qid = s.enqueue_sync(ENV, b"x", RCPTS, now=10.0)
+    assert s.claim_due(20.0, 60, 10, set())
+    assert s.retry(qid, 25.0)  # the operator, while the runner works on it
+    s.finish(qid, attempts=1, next_attempt=5000.0, warned=False, delete=False)
+    assert s.get(qid).next_attempt == 25.0  # type: ignore[union-attr]
+    assert s.claim_due(30.0, 60, 10, set())  # claimed again: the poke is used up
+    s.finish(qid, attempts=2, next_attempt=6000.0, warned=False, delete=False)
+    assert s.get(qid).next_attempt == 6000.0  # type: ignore[union-attr]

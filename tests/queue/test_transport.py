@@ -112,3 +112,13 @@ def test_without_pipelining_and_helo_fallback() -> None:
     verbs = [c.split(":")[0].split(" ")[0] for c in sink.commands]
     assert verbs == ["EHLO", "HELO", "MAIL", "RCPT", "DATA", "QUIT"]
     assert sink.transactions[0].mail_params == []
+
+
+def test_greeting_timeout_defers() -> None:
+    sink = FakeSMTP(greeting_delay=2.0)
+    s = settings(
+        timeouts=Timeouts(connect=2, greeting=0.3, command=2, data_init=2, data_block=2, data_end=2)
+    )
+    out = run(send_via(sink, Host("127.0.0.1", 0), s))
+    assert out[0].result == "deferred" and "timed out" in out[0].text  # type: ignore[attr-defined]
+    assert sink.transactions == []

@@ -18,6 +18,7 @@ import email.policy
 import imaplib
 import poplib
 import smtplib
+import socket
 import sys
 import time
 from collections.abc import Iterator
@@ -132,6 +133,12 @@ def domains(tmp_path: Path) -> Iterator[tuple[Domain, Domain, DNSServer]]:
         pytest.skip("the SMTP server (merpati.smtp.server) is not on this branch yet")
     if not _readers():
         pytest.skip("neither POP3 nor IMAP (merpati.pop3/merpati.imap) is on this branch yet")
+    for ip in (A_IP, B_IP):
+        try:
+            with socket.socket() as probe:
+                probe.bind((ip, 0))
+        except OSError:
+            pytest.skip(f"cannot bind the loopback address {ip} on this system")
     records = {
         ("a.test", "MX"): ["10 mx.a.test."],
         ("mx.a.test", "A"): [A_IP],
@@ -181,6 +188,8 @@ def test_two_domains(domains: tuple[Domain, Domain, DNSServer]) -> None:
     log = a.server.log()
     assert "queue.attempt" in log and "mx=mx1.b.test" in log and "result=delivered" in log
     assert f"ip={B_IP}" in log
+    # sent from [delivery] source_address (B logs the session when A's idle connection closes)
+    _wait(lambda: f"listener=smtp peer={A_IP}" in b.server.log(), 10, "B sees A's address")
 
     # bob replies; it comes back the same way.
     rid = b.submit("bob@b.test", "alice@a.test", "Re: hello bob", "Yes!\n", In_Reply_To=mid)
@@ -206,7 +215,7 @@ def test_two_domains(domains: tuple[Domain, Domain, DNSServer]) -> None:
 
     # b.test's first MX is down: A falls back to the second.
     dns.set("mx1.b.test", "A", [DEAD_IP])
-    time.sleep(1.2)  # the 1 s TTL runs out in A's resolver cache
+    time.sleep(2.5)  # the 1 s TTL runs out, and A's idle connection to mx1 (2 s) is closed
     mid2 = a.submit("alice@a.test", "bob@b.test", "via mx2", "second MX\n")
     _wait(lambda: b.find("bob@b.test", mid2), 30, "delivery through the second MX")
     assert "mx=mx2.b.test" in a.server.log()

@@ -211,10 +211,13 @@ class SMTPClient:
             raise SMTPReplyError("AUTH", reply)
 
     async def transaction(
-        self, mail: bytes, rcpts: list[bytes], payload: bytes
+        self, mail: bytes, rcpts: list[bytes], payload: bytes, *, chunked: bool = False
     ) -> TransactionReplies:
         """One mail transaction. With PIPELINING, MAIL, every RCPT and DATA go in one write
-        (rfc2920:3.1); replies are read in order."""
+        (rfc2920:3.1); replies are read in order. ``chunked`` sends ``payload`` (raw, not
+        dot-stuffed) with one ``BDAT n LAST`` (rfc3030:2) instead of DATA."""
+        if chunked:
+            return await self._chunked(mail, rcpts, payload)
         if self.ext.has("PIPELINING"):
             await self._send(mail + b"".join(rcpts) + b"DATA\r\n", self._timeouts.command)
             mail_reply = await self.read_reply(self._timeouts.command)
@@ -242,6 +245,26 @@ class SMTPClient:
             if data_reply.code != 354:
                 return TransactionReplies(mail_reply, tuple(rcpt_replies), data_reply)
         await self._send(payload, self._timeouts.data_block)
+        final = await self.read_reply(self._timeouts.data_end)
+        return TransactionReplies(mail_reply, tuple(rcpt_replies), final, completed=True)
+
+    async def _chunked(self, mail: bytes, rcpts: list[bytes], payload: bytes) -> TransactionReplies:
+        if self.ext.has("PIPELINING"):
+            await self._send(mail + b"".join(rcpts), self._timeouts.command)
+            mail_reply = await self.read_reply(self._timeouts.command)
+            rcpt_replies: list[Reply | None] = []
+            for _ in rcpts:
+                rcpt_replies.append(await self.read_reply(self._timeouts.command))
+        else:
+            mail_reply = await self.command(mail)
+            if not mail_reply.positive:
+                return TransactionReplies(mail_reply, tuple(None for _ in rcpts), None)
+            rcpt_replies = [await self.command(r) for r in rcpts]
+        if not mail_reply.positive or not any(r and r.positive for r in rcpt_replies):
+            return TransactionReplies(mail_reply, tuple(rcpt_replies), None)
+        await self._send(
+            f"BDAT {len(payload)} LAST\r\n".encode() + payload, self._timeouts.data_block
+        )
         final = await self.read_reply(self._timeouts.data_end)
         return TransactionReplies(mail_reply, tuple(rcpt_replies), final, completed=True)
 

@@ -13,7 +13,8 @@ Invariants:
   ``max_queue_time`` what is left bounces (rfc5321:4.5.4.1).
 - No DSN for a null sender or for a message we generated (a bounce of a bounce), rfc3461:6.2.
 
-It does not speak SMTP itself (``transport``) nor decide routes (``routing``).
+It does not speak SMTP itself (``transport``), decide routes (``routing``) nor decide which
+notices are due and when to retry (``notices``).
 """
 
 from __future__ import annotations
@@ -30,23 +31,24 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from merpati.config import Config
-from merpati.delivery.api import BodyType, Deliverer, Envelope, Recipient
+from merpati.delivery.api import BodyType, Deliverer
 from merpati.dns.resolver import Resolver
 from merpati.queue import signing
 from merpati.queue.client import Timeouts
 from merpati.queue.dsn import DSNRecipient, build_dsn
+from merpati.queue.notices import dsn_envelope, plan_end_of_attempt, retry_delay
 from merpati.queue.routing import relay_route, route_domain
+from merpati.queue.smtpproto import needs_smtputf8
 from merpati.queue.store import QueuedMessage, QueuedRecipient, QueueStore, RecipientUpdate
 from merpati.queue.transport import Destination, OutboundMessage, Outcome, TransportSettings
 
-__all__ = ["DEFAULT_NOTIFY", "QueueRunner", "RunnerDeps"]
+__all__ = ["QueueRunner", "RunnerDeps"]
 
-# rfc3461:4.1 when NOTIFY is absent we report failures and delays.
-DEFAULT_NOTIFY = frozenset({"FAILURE", "DELAY"})
 POLL_INTERVAL = 1.0  # seconds between looks at the queue database (operator commands)
 LEASE = 120.0  # seconds a claim lasts unless renewed
 CLAIM_BATCH = 200  # messages claimed per look
 MAX_IN_FLIGHT = 2000  # messages held in memory at once
+CONNECTION_IDLE = 2.0  # seconds an open connection waits for more mail to its destination
 
 _LOCAL = "local:"
 _RELAY = "relay:"
@@ -117,6 +119,8 @@ class QueueRunner:
         self._inflight: dict[str, _Work] = {}
         self._queues: dict[str, deque[_Job]] = {}
         self._workers: dict[str, int] = {}
+        self._arrivals: dict[str, asyncio.Event] = {}  # set when a job joins an idle queue
+        self._slot_waiters = 0  # workers waiting for a connection slot
         self._tasks: set[asyncio.Task[None]] = set()
         self._main: asyncio.Task[None] | None = None
         self._last_renew = 0.0
@@ -135,6 +139,8 @@ class QueueRunner:
     async def stop(self, grace: float = 10.0) -> None:
         self._stopping = True
         self._wake.set()
+        for event in self._arrivals.values():
+            event.set()
         if self._main is not None:
             await asyncio.wait([self._main], timeout=grace)
         if self._tasks:
@@ -152,8 +158,13 @@ class QueueRunner:
 
     async def _run(self) -> None:
         now = self.deps.clock()
-        await asyncio.to_thread(self.store.release_stale_leases, now)
-        await asyncio.to_thread(self.store.remove_orphans, now)
+        try:
+            released = await asyncio.to_thread(self.store.release_stale_leases, now)
+            removed = await asyncio.to_thread(self.store.remove_orphans, now)
+            if released or removed:
+                self.deps.log("queue.recovered", leases=released, orphans=removed)
+        except Exception as exc:
+            self.deps.log("queue.error", stage="start", error=type(exc).__name__)
         while not self._stopping:
             self._wake.clear()
             try:
@@ -206,6 +217,9 @@ class QueueRunner:
         work.outstanding = len(groups)
         for key, rcpts in groups.items():
             self._queues.setdefault(key, deque()).append(_Job(work, rcpts))
+            arrival = self._arrivals.get(key)
+            if arrival is not None:
+                arrival.set()
             self._ensure_workers(key)
 
     def _spawn(self, coro: Any) -> None:
@@ -225,32 +239,75 @@ class QueueRunner:
             self._spawn(self._worker(key))
 
     async def _worker(self, key: str) -> None:
-        dest: Destination | None = None
         queue = self._queues[key]
         try:
-            async with self._sem:
-                while queue and not self._stopping:
-                    job = queue.popleft()
-                    n = len(job.recipients)
+            if self._sem.locked():
+                # Idle connections give their slot to a destination with mail waiting.
+                self._slot_waiters += 1
+                for event in self._arrivals.values():
+                    event.set()
+                try:
+                    await self._sem.acquire()
+                finally:
+                    self._slot_waiters -= 1
+            else:
+                await self._sem.acquire()
+        except BaseException:
+            self._worker_exit(key, queue)
+            raise
+        dest: Destination | None = None
+        try:
+            while not self._stopping:
+                if not queue:
+                    # Keep a working connection a moment for mail that follows.
+                    if dest is None or not dest.connected or self._slot_waiters:
+                        break
+                    arrival = self._arrivals.setdefault(key, asyncio.Event())
+                    arrival.clear()
                     try:
-                        if key == _LOCAL:
-                            outcomes = await self._deliver_local(job)
-                        else:
-                            if dest is None:
-                                dest = await self._destination(key)
-                            outcomes = await dest.send(await self._outbound(job))
+                        await asyncio.wait_for(arrival.wait(), CONNECTION_IDLE)
+                    except TimeoutError:
+                        break
+                    continue
+                job = queue.popleft()
+                if dest is None and key != _LOCAL:
+                    try:
+                        dest = await self._destination(key)
                     except Exception as exc:
                         self.deps.log("queue.error", id=job.work.msg.id, error=type(exc).__name__)
-                        outcomes = [Outcome("deferred", 451, "4.3.0", "internal error")] * n
-                    await self._job_done(key, job, outcomes)
+                        failed = Outcome("deferred", 451, "4.3.0", "internal error")
+                        await self._job_done(key, job, [failed] * len(job.recipients))
+                        continue
+                await self._job_done(key, job, await self._attempt(job, dest))
         finally:
-            self._workers[key] -= 1
-            if not self._workers[key] and not queue:
-                del self._workers[key]
-                self._queues.pop(key, None)
-            if dest is not None:
-                await dest.close()
-            self._ensure_workers(key)
+            try:
+                if dest is not None:
+                    await dest.close()
+            finally:
+                self._sem.release()
+                self._worker_exit(key, queue)
+
+    def _worker_exit(self, key: str, queue: deque[_Job]) -> None:
+        self._workers[key] -= 1
+        if not self._workers[key] and not queue:
+            del self._workers[key]
+            self._queues.pop(key, None)
+            self._arrivals.pop(key, None)
+        self._ensure_workers(key)
+
+    async def _attempt(self, job: _Job, dest: Destination | None) -> list[Outcome]:
+        n = len(job.recipients)
+        try:
+            if dest is None:
+                return await self._deliver_local(job)
+            return await dest.send(await self._outbound(job))
+        except FileNotFoundError:
+            # The message file is gone (removed by hand, or by `queue remove` during this
+            # attempt): nothing can ever be sent.
+            return [Outcome("bounced", 550, "5.3.0", "the queued message file is missing")] * n
+        except Exception as exc:
+            self.deps.log("queue.error", id=job.work.msg.id, error=type(exc).__name__)
+            return [Outcome("deferred", 451, "4.3.0", "internal error")] * n
 
     async def _destination(self, key: str) -> Destination:
         cfg = self.deps.config
@@ -279,14 +336,16 @@ class QueueRunner:
                     work.signed = await asyncio.to_thread(signer, raw, _domain(env.mail_from))
                 except Exception as exc:
                     self.deps.log("queue.sign_failed", id=work.msg.id, error=type(exc).__name__)
-        needs_utf8 = env.smtputf8 or not env.mail_from.isascii()
-        needs_utf8 = needs_utf8 or any(not r.address.isascii() for r in job.recipients)
+        addresses = [r.address for r in job.recipients]
+        needs_utf8 = needs_smtputf8(env.mail_from, addresses, work.signed)
         return OutboundMessage(
             mail_from=env.mail_from,
             recipients=tuple(r.recipient for r in job.recipients),
             data=work.signed,
             eight_bit=env.body is not BodyType.SEVEN_BIT,
-            smtputf8=needs_utf8,
+            binary=env.body is BodyType.BINARY,
+            smtputf8=env.smtputf8,
+            needs_smtputf8=needs_utf8,
             ret=env.ret,
             envid=env.envid,
         )
@@ -378,10 +437,6 @@ class QueueRunner:
         else:
             await asyncio.to_thread(self.store.record, work.msg.id, updates)
 
-    def _retry_delay(self, attempts: int) -> float:
-        schedule = self.deps.config.delivery.retry
-        return schedule[min(max(attempts, 1) - 1, len(schedule) - 1)]
-
     async def _finalize(self, work: _Work, operator_bounce: bool = False) -> None:
         try:
             await self._finalize_inner(work, operator_bounce)
@@ -398,114 +453,43 @@ class QueueRunner:
 
     async def _finalize_inner(self, work: _Work, operator_bounce: bool) -> None:
         msg = work.msg
-        env = msg.envelope
-        cfg = self.deps.config.delivery
+        if not await asyncio.to_thread(self.store.exists, msg.id):
+            return  # removed by the operator meanwhile: no notice, nothing to record
         now = self.deps.clock()
-        age = now - msg.created
-        attempts = msg.attempts + (0 if operator_bounce else 1)
-        forced: list[RecipientUpdate] = []
-        for r in msg.pending:
-            if operator_bounce:
-                r.state, r.last_status = "bounced", "5.0.0"
-                r.last_code, r.last_reply = 550, "removed from the queue by the postmaster"
-            elif age >= cfg.max_queue_time:
-                # rfc5321:4.5.4.1 give up after the configured time; rfc3463 X.4.7.
-                r.state, r.last_status = "bounced", "4.4.7"
-            else:
-                continue
-            forced.append(
-                RecipientUpdate(
-                    r.idx,
-                    "bounced",
-                    r.last_code,
-                    r.last_status,
-                    r.last_reply,
-                    r.remote_mta,
-                    attempted=False,
-                )
-            )
-        work.updates.extend(forced)
-        pending = msg.pending
-        can_notify = bool(env.mail_from) and not env.is_bounce
-        report: list[DSNRecipient] = []
-        reported: list[int] = []
-        for r in msg.recipients:
-            if r.state == "pending" or r.notified:
-                continue
-            reported.append(r.idx)
-            notify = r.notify or DEFAULT_NOTIFY
-            if "NEVER" in notify:
-                continue
-            if r.state == "bounced" and "FAILURE" in notify:
-                report.append(self._dsn_rcpt(r, "failed", now))
-            elif r.state == "delivered" and "SUCCESS" in notify:
-                report.append(self._dsn_rcpt(r, "relayed" if r.relayed else "delivered", now))
-        warned = msg.warned
-        if pending and not warned and age >= cfg.delay_warning:
-            warned = True
-            until = msg.created + cfg.max_queue_time
-            for r in pending:
-                notify = r.notify or DEFAULT_NOTIFY
-                if "DELAY" in notify and "NEVER" not in notify:
-                    report.append(self._dsn_rcpt(r, "delayed", now, until))
-        if report and can_notify and not await self._send_dsn(work, report, now):
+        cfg = self.deps.config.delivery
+        plan = plan_end_of_attempt(msg, now=now, cfg=cfg, operator_bounce=operator_bounce)
+        work.updates.extend(plan.forced)
+        if plan.notify_sender(msg.envelope) and not await self._send_dsn(work, plan.report, now):
             # Could not hand the DSN over: keep everything as it is and try again later.
             await asyncio.to_thread(
                 self.store.finish,
                 msg.id,
-                attempts=attempts,
-                next_attempt=now + self._retry_delay(1),
+                attempts=plan.attempts,
+                next_attempt=now + retry_delay(cfg.retry, 1),
                 warned=msg.warned,
                 delete=False,
                 updates=work.updates,
             )
             return
-        next_attempt = now + self._retry_delay(attempts)
-        if pending:
-            next_attempt = min(next_attempt, msg.created + cfg.max_queue_time)
-            if not warned:
-                next_attempt = min(next_attempt, max(now, msg.created + cfg.delay_warning))
         await asyncio.to_thread(
             self.store.finish,
             msg.id,
-            attempts=attempts,
-            next_attempt=next_attempt,
-            warned=warned,
-            delete=not pending,
+            attempts=plan.attempts,
+            next_attempt=plan.next_attempt,
+            warned=plan.warned,
+            delete=plan.done,
             updates=work.updates,
-            notified=reported,
-        )
-
-    def _dsn_rcpt(
-        self, r: QueuedRecipient, action: Any, now: float, until: float | None = None
-    ) -> DSNRecipient:
-        remote = r.remote_mta if r.remote_mta and r.remote_mta != "local" else None
-        diagnostic = (
-            r.last_reply if remote and r.last_reply and r.last_reply[:3].isdigit() else None
-        )
-        status = r.last_status or ("2.0.0" if action in ("delivered", "relayed") else "4.0.0")
-        text = r.last_reply or action
-        if action == "failed" and status == "4.4.7":
-            text = f"delivery time expired; last error: {r.last_reply or 'none'}"
-        if action == "delayed" and not status.startswith("4"):
-            status = "4.0.0"
-        return DSNRecipient(
-            address=r.address,
-            action=action,
-            status=status,
-            text=text,
-            orcpt=r.orcpt,
-            remote_mta=remote,
-            diagnostic=diagnostic,
-            last_attempt=now,
-            will_retry_until=until,
+            notified=plan.reported,
         )
 
     async def _send_dsn(self, work: _Work, report: list[DSNRecipient], now: float) -> bool:
         msg = work.msg
         env = msg.envelope
         cfg = self.deps.config
-        original = await self._message_bytes(work)
+        try:
+            original = await self._message_bytes(work)
+        except FileNotFoundError:
+            original = b"Subject: (the original message file was lost)\r\n\r\n"
         dsn = build_dsn(
             reporting_mta=cfg.hostname,
             sender=env.mail_from,
@@ -518,13 +502,7 @@ class QueueRunner:
             envid=env.envid,
         )
         sender = env.mail_from
-        dsn_env = Envelope(
-            mail_from="",
-            recipients=(Recipient(sender, frozenset({"NEVER"})),),
-            body=BodyType.EIGHT_BIT if not dsn.isascii() else BodyType.SEVEN_BIT,
-            smtputf8=not sender.isascii(),
-            is_bounce=True,
-        )
+        dsn_env = dsn_envelope(sender, dsn)
         actions = ",".join(sorted({r.action for r in report}))
         deliver = self.deps.deliver()
         try:

@@ -46,16 +46,38 @@ class QueueService:
         await asyncio.to_thread(self.store.close)
 
 
+def _queued(store: QueueStore) -> float:
+    try:
+        return float(store.count())
+    except Exception:
+        return float("nan")
+
+
 async def start_queue_service(app: App) -> QueueService:
     config = app.config
     store = await asyncio.to_thread(QueueStore.open, config.data_dir)
     tls = app.tls
+    attempts = app.metrics.counter(
+        "merpati_queue_attempts_total", "Outbound delivery attempts, per recipient", ["result"]
+    )
+    dsns = app.metrics.counter("merpati_queue_dsns_total", "DSNs generated", ["result"])
+    app.metrics.gauge("merpati_queue_messages", "Messages in the outbound queue").set_function(
+        lambda: _queued(store)
+    )
+
+    def log(name: str, **fields: object) -> None:
+        app.log.event(name, **fields)
+        if name == "queue.attempt":
+            attempts.labels(result=str(fields.get("result", ""))).inc()
+        elif name == "queue.dsn":
+            dsns.labels(result=str(fields.get("result", ""))).inc()
+
     deps = RunnerDeps(
         config=config,
         resolver=make_resolver(config),
         is_local=app.accounts.is_local_domain,
         deliver=lambda: app.deliver,
-        log=app.log.event,
+        log=log,
         tls_context=lambda: tls.client_context(verify=False),
     )
     runner = QueueRunner(store, deps)

@@ -19,6 +19,7 @@ __all__ = [
     "auth_plain",
     "data_payload",
     "mail_command",
+    "needs_smtputf8",
     "rcpt_command",
     "xtext",
 ]
@@ -159,11 +160,14 @@ def mail_command(
     smtputf8: bool,
     ret: str | None,
     envid: str | None,
+    binary: bool = False,
 ) -> bytes:
     params = []
     if ext.size is not None:
         params.append(f"SIZE={size}")  # rfc1870:6
-    if eight_bit and ext.has("8BITMIME"):
+    if binary and ext.has("BINARYMIME"):
+        params.append("BODY=BINARYMIME")  # rfc3030:3
+    elif eight_bit and ext.has("8BITMIME"):
         params.append("BODY=8BITMIME")  # rfc6152:2
     if smtputf8 and ext.has("SMTPUTF8"):
         params.append("SMTPUTF8")  # rfc6531:3.4
@@ -202,6 +206,18 @@ def data_payload(message: bytes) -> bytes:
     if body.startswith(b"."):
         body = b"." + body
     return body.replace(b"\r\n.", b"\r\n..") + b".\r\n"
+
+
+def needs_smtputf8(mail_from: str, recipients: list[str], message: bytes) -> bool:
+    """rfc6531:3.4 a message needs an SMTPUTF8 peer when an envelope address or its header
+    (rfc6532) is not ASCII; an 8-bit body alone only needs 8BITMIME."""
+    if not mail_from.isascii() or not all(r.isascii() for r in recipients):
+        return True
+    end = message.find(b"\r\n\r\n")
+    if end < 0:
+        end = message.find(b"\n\n")
+    head = message if end < 0 else message[:end]
+    return not head.isascii()
 
 
 def auth_plain(username: str, password: str) -> bytes:

@@ -49,6 +49,7 @@ CREATE TABLE IF NOT EXISTS messages (
     attempts INTEGER NOT NULL DEFAULT 0,
     warned INTEGER NOT NULL DEFAULT 0,
     bounce_requested INTEGER NOT NULL DEFAULT 0,
+    poked INTEGER NOT NULL DEFAULT 0,
     lease_owner TEXT,
     lease_until REAL NOT NULL DEFAULT 0
 );
@@ -187,6 +188,9 @@ class QueueStore:
             d.mkdir(parents=True, exist_ok=True, mode=0o700)
         db = _connect(root / "queue.db", "FULL")
         db.executescript(_SCHEMA)
+        columns = {r[1] for r in db.execute("PRAGMA table_info(messages)")}
+        if "poked" not in columns:  # a queue made by an earlier version
+            db.execute("ALTER TABLE messages ADD COLUMN poked INTEGER NOT NULL DEFAULT 0")
         # The runner's bookkeeping (leases, outcomes, deletions) needs no fsync of its own:
         # a lost commit after a power failure means a retry (a duplicate), never a loss; a
         # process crash loses nothing. Enqueue and operator commands use the FULL connection.
@@ -308,6 +312,11 @@ class QueueStore:
             found = self._load(self._db, rows)
         return found[0] if found else None
 
+    def exists(self, qid: str) -> bool:
+        with self._fast_lock:
+            row = self._fast.execute("SELECT 1 FROM messages WHERE id = ?", (qid,)).fetchone()
+        return row is not None
+
     def count(self) -> int:
         with self._lock:
             return int(self._db.execute("SELECT count(*) FROM messages").fetchone()[0])
@@ -316,6 +325,13 @@ class QueueStore:
     def claim_due(
         self, now: float, lease: float, limit: int, exclude: set[str]
     ) -> list[QueuedMessage]:
+        with self._fast_lock:  # a read first: most looks find nothing, and take no write lock
+            due = self._fast.execute(
+                "SELECT count(*) FROM messages WHERE next_attempt <= ? AND lease_until <= ?",
+                (now, now),
+            ).fetchone()[0]
+        if not due:
+            return []
         with self._fast_tx() as db:
             ids = [
                 r[0]
@@ -327,7 +343,7 @@ class QueueStore:
                 if r[0] not in exclude
             ][:limit]
             db.executemany(
-                "UPDATE messages SET lease_owner = ?, lease_until = ? WHERE id = ?",
+                "UPDATE messages SET lease_owner = ?, lease_until = ?, poked = 0 WHERE id = ?",
                 [(self.owner, now + lease, qid) for qid in ids],
             )
             rows = [
@@ -414,9 +430,11 @@ class QueueStore:
                 db.execute("DELETE FROM recipients WHERE message_id = ?", (qid,))
                 db.execute("DELETE FROM messages WHERE id = ?", (qid,))
             else:
+                # An operator's flush/retry/bounce during the attempt wins over the schedule.
                 db.execute(
-                    "UPDATE messages SET attempts = ?, next_attempt = ?, warned = ?,"
-                    " lease_owner = NULL, lease_until = 0 WHERE id = ?",
+                    "UPDATE messages SET attempts = ?,"
+                    " next_attempt = CASE WHEN poked = 1 THEN next_attempt ELSE ? END,"
+                    " poked = 0, warned = ?, lease_owner = NULL, lease_until = 0 WHERE id = ?",
                     (attempts, next_attempt, int(warned), qid),
                 )
         if delete:
@@ -428,12 +446,14 @@ class QueueStore:
     # -- operator commands (work while a server runs) -------------------------------------
     def flush(self, now: float) -> int:
         with self._tx() as db:
-            return db.execute("UPDATE messages SET next_attempt = ?", (now,)).rowcount
+            return db.execute("UPDATE messages SET next_attempt = ?, poked = 1", (now,)).rowcount
 
     def retry(self, qid: str, now: float) -> bool:
         with self._tx() as db:
             return (
-                db.execute("UPDATE messages SET next_attempt = ? WHERE id = ?", (now, qid)).rowcount
+                db.execute(
+                    "UPDATE messages SET next_attempt = ?, poked = 1 WHERE id = ?", (now, qid)
+                ).rowcount
                 == 1
             )
 
@@ -441,7 +461,8 @@ class QueueStore:
         with self._tx() as db:
             return (
                 db.execute(
-                    "UPDATE messages SET bounce_requested = 1, next_attempt = ? WHERE id = ?",
+                    "UPDATE messages SET bounce_requested = 1, poked = 1, next_attempt = ?"
+                    " WHERE id = ?",
                     (now, qid),
                 ).rowcount
                 == 1

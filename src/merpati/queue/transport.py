@@ -13,6 +13,7 @@ runner does.
 from __future__ import annotations
 
 import ssl
+import time
 from collections.abc import Callable
 from dataclasses import dataclass, replace
 from typing import Literal
@@ -28,6 +29,9 @@ __all__ = ["Destination", "OutboundMessage", "Outcome", "TransportSettings"]
 # Addresses tried per destination and attempt (all hosts together), a bound against MX lists
 # that would keep one attempt busy for hours.
 MAX_ADDRESSES_PER_ATTEMPT = 20
+# How long a failure to connect answers for the next messages to the same destination before
+# connecting is tried again.
+FAILURE_MEMORY = 30.0
 
 Result = Literal["delivered", "deferred", "bounced"]
 
@@ -48,7 +52,9 @@ class OutboundMessage:
     recipients: tuple[Recipient, ...]
     data: bytes
     eight_bit: bool = False
-    smtputf8: bool = False
+    binary: bool = False  # BODY=BINARYMIME (rfc3030): only BDAT can carry it
+    smtputf8: bool = False  # the sender asked for SMTPUTF8
+    needs_smtputf8: bool = False  # and the message cannot go without it (rfc6531:3.4)
     ret: str | None = None
     envid: str | None = None
 
@@ -85,6 +91,11 @@ class Destination:
         self._host: Host | None = None
         self._ip: str | None = None
         self._failure: Outcome | None = None  # connecting failed: answer the rest at once
+        self._failed_at = 0.0
+
+    @property
+    def connected(self) -> bool:
+        return self._client is not None and not self._client.broken
 
     async def close(self) -> None:
         if self._client is not None:
@@ -101,12 +112,13 @@ class Destination:
             await self._client.close()
             self._client = None
         if self._client is None:
-            if self._failure is not None:
+            if self._failure is not None and time.monotonic() - self._failed_at < FAILURE_MEMORY:
                 return [self._failure] * n
             failure = await self._connect()
             if failure is not None:
-                self._failure = failure
+                self._failure, self._failed_at = failure, time.monotonic()
                 return [failure] * n
+            self._failure = None
         assert self._client is not None and self._host is not None
         client, mx, ip = self._client, self._host.name, self._ip
         tls = client.tls_version
@@ -115,30 +127,41 @@ class Destination:
         if ext.size and size > ext.size:  # rfc1870:6.1 do not send what the peer refuses
             text = f"message of {size} bytes exceeds the {ext.size} bytes {mx} accepts"
             return [Outcome("bounced", 552, "5.3.4", text, False, mx, ip, tls)] * n
-        if msg.smtputf8 and not ext.has("SMTPUTF8"):
+        if msg.needs_smtputf8 and not ext.has("SMTPUTF8"):
             # rfc6531:3.4 a message that needs SMTPUTF8 cannot go to a server without it.
             text = f"{mx} does not support SMTPUTF8, which this message needs"
             return [Outcome("bounced", 553, "5.6.7", text, False, mx, ip, tls)] * n
+        if msg.binary and not (ext.has("BINARYMIME") and ext.has("CHUNKING")):
+            # rfc3030:3 binary content cannot go to a server without BINARYMIME; we do not
+            # convert it (rfc3463 X.6.3 conversion required and not supported).
+            text = f"{mx} does not accept BINARYMIME, which this message needs"
+            return [Outcome("bounced", 554, "5.6.3", text, False, mx, ip, tls)] * n
         mail = mail_command(
             msg.mail_from,
             ext,
             size=size,
             eight_bit=msg.eight_bit,
-            smtputf8=msg.smtputf8,
+            smtputf8=msg.smtputf8 or msg.needs_smtputf8,
             ret=msg.ret,
             envid=msg.envid,
+            binary=msg.binary,
         )
         rcpts = [
             rcpt_command(r.address, ext, notify=r.notify, orcpt=r.orcpt) for r in msg.recipients
         ]
         try:
-            replies = await client.transaction(mail, rcpts, data_payload(msg.data))
+            if msg.binary:
+                replies = await client.transaction(mail, rcpts, msg.data, chunked=True)
+            else:
+                replies = await client.transaction(mail, rcpts, data_payload(msg.data))
         except SMTPClientError as exc:
             await self.close()
             return [Outcome("deferred", 451, "4.4.2", f"{mx}: {exc}", False, mx, ip, tls)] * n
         if not replies.completed:
             await client.rset()
-        if any(r is not None and r.code == 421 for r in (replies.mail, replies.data)):
+        if any(
+            r is not None and r.code == 421 for r in (replies.mail, replies.data, *replies.rcpts)
+        ):
             await self.close()  # rfc5321:3.8 the peer is closing the channel
         peer_dsn = ext.has("DSN")
         if not replies.mail.positive:

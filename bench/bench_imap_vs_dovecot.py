@@ -265,8 +265,11 @@ def report(name: str, port: int, pid: int, rss: object, args: argparse.Namespace
             flush=True,
         )
     if args.idle:
-        per = asyncio.run(idle_memory(port, pid, args.idle, rss))
-        print(f"{name}: {args.idle} idle connections: {per:.1f} KiB each", flush=True)
+        try:
+            per = asyncio.run(idle_memory(port, pid, args.idle, rss))
+            print(f"{name}: {args.idle} idle connections: {per:.1f} KiB each", flush=True)
+        except (OSError, RuntimeError) as exc:
+            print(f"{name}: idle connections failed: {exc!r}", flush=True)
 
 
 def main() -> None:

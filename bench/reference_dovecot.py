@@ -113,6 +113,9 @@ auth_mechanisms = plain login
 mail_location = maildir:{b}/mail/%d/%n
 mail_fsync = always
 default_internal_user = dovecot
+default_client_limit = 20000
+default_process_limit = 20000
+default_vsz_limit = 0
 default_login_user = dovenull
 first_valid_uid = 1
 passdb {{

@@ -44,6 +44,14 @@ def _available(listener: str) -> bool:
         return False
 
 
+def _available_module(name: str) -> bool:
+    try:
+        __import__(name)
+    except ImportError:
+        return False
+    return True
+
+
 def _readers() -> tuple[str, ...]:
     return tuple(name for name in ("pop3", "imap") if _available(name))
 
@@ -182,6 +190,8 @@ def test_two_domains(domains: tuple[Domain, Domain, DNSServer]) -> None:
     assert got["From"] == "alice@a.test" and got["Subject"] == "hello bob"
     assert "lunch?" in got.get_payload()
     assert got["Received"]  # B's trace header
+    if _available_module("merpati.trust.hooks"):  # signed by A on the way out (queue hook)
+        assert "d=a.test" in str(got["DKIM-Signature"])
     if "pop3" in _readers() and "imap" in _readers():  # the same message over IMAP too
         fetched = [m for m in b.mailbox("bob@b.test", via="imap") if m["Message-ID"] == mid]
         assert len(fetched) == 1 and fetched[0]["Subject"] == "hello bob"

@@ -1,4 +1,5 @@
-"""Fixtures for IMAP tests: a real server with an account, and logged-in imaplib clients."""
+"""Fixtures for IMAP tests: real servers shared by the whole IMAP test session (a start costs
+a second or more), each test working in its own folders or accounts."""
 
 from __future__ import annotations
 
@@ -15,18 +16,53 @@ from harness import MerpatiServer
 
 USER = "alice@example.org"
 PASSWORD = "alice-password-1"
+LIMITS = (
+    "[limits]\nimap_literal_size = 1000\nimap_line_length = 500\nbad_commands = 3\n"
+    "imap_preauth_timeout = 1\nimap_idle_timeout = 2\n"
+)
 
 
-@pytest.fixture(scope="module")
-def imap_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[MerpatiServer]:
-    """One server per test module (start-up costs ~1 s); each test uses its own folders."""
-    base = tmp_path_factory.mktemp("imapsrv")
-    srv = MerpatiServer(base, listeners=("imap", "imaps"))
+def _server(
+    factory: pytest.TempPathFactory, users: tuple[str, ...], **kwargs: object
+) -> Iterator[MerpatiServer]:
+    srv = MerpatiServer(factory.mktemp("imapsrv"), **kwargs)  # type: ignore[arg-type]
     srv.start()
-    srv.add_user(USER, PASSWORD)
-    srv.add_user("bob@example.org", PASSWORD)
-    yield srv
-    srv.stop()
+    try:
+        srv.cli("domain", "add", "example.org")
+        for user in users:
+            srv.cli("user", "add", user, "--password-stdin", input=PASSWORD + "\n")
+        yield srv
+    finally:
+        srv.stop()
+
+
+@pytest.fixture(scope="session")
+def imap_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[MerpatiServer]:
+    """Default limits, TLS required for login: the imap and imaps listeners."""
+    yield from _server(tmp_path_factory, (USER, "bob@example.org"), listeners=("imap", "imaps"))
+
+
+@pytest.fixture(scope="session")
+def limits_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[MerpatiServer]:
+    """Tiny limits and timeouts (see LIMITS), plaintext login allowed."""
+    yield from _server(
+        tmp_path_factory,
+        (USER,),
+        extra_toml=LIMITS,
+        listeners=("imap", "imaps"),
+        allow_plaintext_auth=True,
+    )
+
+
+@pytest.fixture(scope="session")
+def plain_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[MerpatiServer]:
+    """SMTP submission, IMAP, POP3 and HTTP with plaintext login (mutt, cross-protocol)."""
+    yield from _server(
+        tmp_path_factory,
+        (USER, "bob@example.org", "mutt@example.org"),
+        listeners=("submission", "imap", "pop3", "http"),
+        allow_plaintext_auth=True,
+    )
 
 
 @pytest.fixture

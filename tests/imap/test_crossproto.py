@@ -5,16 +5,17 @@ from __future__ import annotations
 
 import imaplib
 import poplib
+import re
 import smtplib
 import time
 import urllib.request
-from collections.abc import Callable
 
 import pytest
 
+from conftest import PASSWORD, USER
 from harness import MerpatiServer
 
-USER, OTHER, PASSWORD = "alice@example.org", "bob@example.org", "cross-password-1"
+OTHER = "bob@example.org"
 
 
 def _wait_line(m: imaplib.IMAP4, want: bytes, timeout: float) -> tuple[bytes, float]:
@@ -28,16 +29,10 @@ def _wait_line(m: imaplib.IMAP4, want: bytes, timeout: float) -> tuple[bytes, fl
     raise AssertionError(f"no {want!r} within {timeout} s")
 
 
-def test_idle_sees_smtp_delivery_and_pop3_delete(
-    server_factory: Callable[..., MerpatiServer],
-) -> None:
+def test_idle_sees_smtp_delivery_and_pop3_delete(plain_server: MerpatiServer) -> None:
     pytest.importorskip("merpati.smtp.server", reason="needs the SMTP listeners")
     pytest.importorskip("merpati.pop3.server", reason="needs the POP3 listeners")
-    srv = server_factory(
-        listeners=("submission", "imap", "pop3", "http"), allow_plaintext_auth=True
-    )
-    srv.add_user(USER, PASSWORD)
-    srv.add_user(OTHER, PASSWORD)
+    srv = plain_server
     m = imaplib.IMAP4(*srv.address("imap"), timeout=10)
     m.login(USER, PASSWORD)
     m.select("INBOX")
@@ -68,5 +63,5 @@ def test_idle_sees_smtp_delivery_and_pop3_delete(
     host, port = srv.address("http")
     with urllib.request.urlopen(f"http://{host}:{port}/metrics", timeout=10) as resp:
         metrics = resp.read().decode()
-    assert 'merpati_imap_logins_total{result="ok"} 1.0' in metrics
-    assert 'merpati_imap_commands_total{command="SELECT",status="OK"} 1.0' in metrics
+    assert re.search(r'merpati_imap_logins_total\{result="ok"\} [1-9]', metrics)
+    assert re.search(r'merpati_imap_commands_total\{command="SELECT",status="OK"\} [1-9]', metrics)

@@ -81,25 +81,24 @@ def test_framer_total(data: bytes, chunk: int) -> None:
     assert f.buffered <= 300
 
 
-def _fresh() -> Client:
+def _fresh(login: bool = True) -> Client:
     store = MemoryMailStore()
     append(store, A, b"Subject: one\r\n\r\nbody one\r\n")
     two = b"Subject: two\r\nContent-Type: multipart/mixed; boundary=x\r\n\r\n"
     append(store, A, two + b"--x\r\n\r\np\r\n--x--\r\n")
     c = Client(store, config=SessionConfig(bad_commands=1000))
-    c.login()
+    if login:
+        c.login()
     return c
 
 
 @settings(
     max_examples=300, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
 )
-@given(tokens, st.sampled_from([" ", "", "  "]), st.booleans())
-def test_session_rejects_malformed_without_change(
-    toks: list[str], joiner: str, selected: bool
-) -> None:
-    c = _fresh()
-    if selected:
+@given(tokens, st.sampled_from([" ", "", "  "]), st.sampled_from(["none", "auth", "selected"]))
+def test_session_rejects_malformed_without_change(toks: list[str], joiner: str, state: str) -> None:
+    c = _fresh(login=state != "none")
+    if state == "selected":
         c.select()
     line = _line("z", toks, joiner).replace(b"\r", b"").replace(b"\n", b"").replace(b"{", b"(")
     before = snapshot(c.store)

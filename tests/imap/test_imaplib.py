@@ -106,13 +106,8 @@ def test_read_flag_search_move_delete(connect: Connect) -> None:
     assert m.close()[0] == "OK"
 
 
-def test_literal_limit_and_line_limit(server_factory: Callable[..., MerpatiServer]) -> None:
-    srv = server_factory(
-        "[limits]\nimap_literal_size = 1000\nimap_line_length = 500\nbad_commands = 3\n",
-        listeners=("imap",),
-        allow_plaintext_auth=True,
-    )
-    srv.add_user(USER, PASSWORD)
+def test_literal_limit_and_line_limit(limits_server: MerpatiServer) -> None:
+    srv = limits_server
     m = imaplib.IMAP4(*srv.address("imap"), timeout=10)
     assert "APPENDLIMIT=1000" in m.capabilities
     m.login(USER, PASSWORD)
@@ -133,11 +128,8 @@ def test_literal_limit_and_line_limit(server_factory: Callable[..., MerpatiServe
     m.logout()
 
 
-def test_timeouts(server_factory: Callable[..., MerpatiServer]) -> None:
-    srv = server_factory(
-        "[limits]\nimap_preauth_timeout = 1\nimap_idle_timeout = 2\n", listeners=("imaps",)
-    )
-    srv.add_user(USER, PASSWORD)
+def test_timeouts(limits_server: MerpatiServer) -> None:
+    srv = limits_server
     ctx = MerpatiServer.client_tls_context()
     with (
         socket.create_connection(srv.address("imaps"), timeout=10) as raw,

@@ -12,15 +12,15 @@ import pty
 import select
 import shutil
 import time
-from collections.abc import Callable
 from pathlib import Path
 
 import pytest
 
+from conftest import PASSWORD
 from harness import MerpatiServer
 
 pytestmark = pytest.mark.interop
-USER, PASSWORD = "mutt@example.org", "mutt-password-1"
+USER = "mutt@example.org"
 
 
 def _run_on_pty(cmd: list[str], timeout: float) -> bytes:
@@ -56,13 +56,10 @@ def _run_on_pty(cmd: list[str], timeout: float) -> bytes:
     return out
 
 
-def test_mutt_reads_moves_and_flags(
-    server_factory: Callable[..., MerpatiServer], tmp_path: Path
-) -> None:
+def test_mutt_reads_moves_and_flags(plain_server: MerpatiServer, tmp_path: Path) -> None:
     if shutil.which("mutt") is None:
         pytest.skip("mutt not installed (Debian package mutt)")
-    srv = server_factory(listeners=("imap",), allow_plaintext_auth=True)
-    srv.add_user(USER, PASSWORD)
+    srv = plain_server
     host, port = srv.address("imap")
     m = imaplib.IMAP4(host, port, timeout=10)
     m.login(USER, PASSWORD)

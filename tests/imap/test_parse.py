@@ -167,6 +167,9 @@ COMMANDS: list[tuple[bytes, type[c.Command], dict[str, object]]] = [
     (b"A APPEND x {2+}\r\nhi", c.Append, {"data": b"hi", "flags": ()}),
     (b"A APPEND x (\\Seen $Foo) ~{2}\r\n\x00i", c.Append, {"flags": ("\\Seen", "$Foo")}),
     (b"A APPEND x UTF8 (~{2}\r\nhi)", c.Append, {"data": b"hi", "binary": True}),
+    (b"A SELECT M (QRESYNC (67890007 90060115194045000 41:211))", c.Select, {"condstore": False}),
+    (b"A EXAMINE M (CONDSTORE QRESYNC (1 2 1:9 (1:3 4:6)))", c.Select, {"condstore": True}),
+    (b"A UID FETCH 1:* FLAGS (CHANGEDSINCE 5 VANISHED)", c.Fetch, {"vanished": True}),
     (b"A UID FETCH 1:* (FLAGS) (CHANGEDSINCE 5)", c.Fetch, {"uid": True, "changedsince": 5}),
     (b"A STORE 1 -FLAGS.SILENT \\Seen", c.Store, {"mode": "-", "silent": True}),
     (b"A UID STORE 1 (UNCHANGEDSINCE 3) +FLAGS (a b)", c.Store, {"unchangedsince": 3}),
@@ -210,6 +213,10 @@ def test_commands(raw: bytes, cls: type[c.Command], fields: dict[str, object]) -
         b"A STATUS INBOX (FOO)",
         b"A APPEND INBOX",
         b"A ENABLE",
+        b"A FETCH 1 FLAGS (CHANGEDSINCE 5 VANISHED)",
+        b"A UID FETCH 1 FLAGS (VANISHED)",
+        b"A SELECT M (QRESYNC (0 1))",
+        b"A SELECT M (FOO)",
     ],
 )
 def test_commands_bad(raw: bytes) -> None:

@@ -298,6 +298,11 @@ def test_search_keys() -> None:
     assert search("ON 2-Mar-2020") == [1, 2, 3]
     assert search("OR FLAGGED SEEN") == [1, 2]
     assert search("NOT (SEEN FROM ann)") == [2, 3]
+    assert search("OR SEEN FROM bob") == [1, 2]
+    assert search("NOT FROM ann") == [2]
+    assert search("UNSEEN FROM ann") == [3]
+    assert search("OR (UNSEEN FROM bob) (SEEN BODY pay)") == [1, 2]
+    assert search("NOT OR FROM bob DELETED") == [1]
     assert search("2:*") == [2, 3]
     assert search("UID 1,3") == [1, 3]
     assert search("NEW") == [2, 3]
@@ -473,3 +478,42 @@ def test_idle_in_authenticated_state() -> None:
     run(c.session.idle_poll())
     assert c.take() == b""
     assert c.cmd("DONE") == b"i OK IDLE terminated\r\n"
+
+
+def test_qresync() -> None:
+    store = MemoryMailStore()
+    for _ in range(4):
+        append(store, A, SIMPLE)
+    a = Client(store).login()
+    b = Client(store).login()
+    assert a.cmd("q SELECT INBOX (QRESYNC (1 1))") == b"q BAD QRESYNC must be enabled first\r\n"
+    assert a.cmd("e ENABLE QRESYNC") == b"* ENABLED QRESYNC\r\ne OK ENABLE completed\r\n"
+    out = a.cmd("s SELECT INBOX")
+    uidvalidity = int(out.split(b"[UIDVALIDITY ")[1].split(b"]")[0])
+    modseq = int(out.split(b"[HIGHESTMODSEQ ")[1].split(b"]")[0])
+    a.cmd("u UNSELECT")
+    b.select()
+    b.cmd("1 STORE 1 +FLAGS.SILENT (\\Flagged)")
+    b.cmd("2 STORE 2,3 +FLAGS.SILENT (\\Deleted)")
+    b.cmd("3 EXPUNGE")
+    out = a.cmd(f"s SELECT INBOX (QRESYNC ({uidvalidity} {modseq} 1:4))")
+    assert b"* VANISHED (EARLIER) 2:3\r\n" in out
+    assert b"* 1 FETCH (UID 1 FLAGS (\\Flagged) MODSEQ (" in out
+    assert out.endswith(b"s OK [READ-WRITE] SELECT completed\r\n")
+    # expunges are VANISHED now, in updates and in EXPUNGE's own reply
+    b.cmd("4 STORE 1 +FLAGS.SILENT (\\Deleted)")
+    b.cmd("5 EXPUNGE")
+    assert a.cmd("n NOOP").startswith(b"* VANISHED 1\r\n")
+    out = a.cmd(f"f UID FETCH 1:* (FLAGS) (CHANGEDSINCE {modseq} VANISHED)")
+    assert out.startswith(b"* VANISHED (EARLIER) 1:3\r\n")
+    a.cmd("g STORE 1 +FLAGS.SILENT (\\Deleted)")
+    assert a.cmd("h EXPUNGE") == b"* VANISHED 4\r\nh OK EXPUNGE completed\r\n"
+
+
+def test_too_many_auth_failures_end_the_session() -> None:
+    c = Client()
+    for i in range(4):
+        assert c.cmd(f"a{i} LOGIN alice@example.org wrong").startswith(b"a%d NO" % i)
+    out = c.cmd("z LOGIN alice@example.org wrong")
+    assert out == b"* BYE Too many authentication failures\r\n"
+    assert c.session.closed

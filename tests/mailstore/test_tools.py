@@ -128,3 +128,50 @@ def test_mboxrd_quoting_and_flags() -> None:
     ((back, flags, date),) = list(mboxrd.read_messages(entry + entry))[:1]
     assert back == data and flags == frozenset({"\\Seen", "\\Flagged", "Work"}) and date == 0.0
     assert len(list(mboxrd.read_messages(entry * 3))) == 3
+
+
+def test_import_foreign_maildir_and_mbox(tmp_path: Path) -> None:
+    import os
+
+    data, config = _setup(tmp_path)
+    src = tmp_path / "dovecot"
+    for sub in ("cur", "new", "tmp"):
+        (src / sub).mkdir(parents=True)
+        (src / ".Entw&APw-rfe" / sub).mkdir(parents=True)
+    (src / ".Entw&APw-rfe" / "dovecot-keywords").write_text("0 $Forwarded\n1 Later\n")
+    (src / "new" / "1600000000.1.host").write_bytes(b"Subject: new one\r\n\r\nx\r\n")
+    (src / "cur" / "1600000001.2.host:2,S").write_bytes(b"Subject: seen\r\n\r\ny\r\n")
+    draft = src / ".Entw&APw-rfe" / "cur" / "1600000002.3.host,S=20:2,DSab"
+    draft.write_bytes(b"Subject: draft\r\n\r\nz\r\n")
+    os.utime(draft, (1_600_000_002, 1_600_000_002))
+    assert main(["--config", str(config), "import", B, str(src)]) == 0
+
+    mbox = tmp_path / "mutt.mbox"
+    mbox.write_bytes(
+        b"From alice@example.net Sat Jan  2 03:04:05 2021\n"
+        b"Subject: from mutt\nStatus: RO\nX-Status: A\n\n>From the body\n\n"
+        b"From bob@example.net Sun Jan  3 03:04:05 2021\n"
+        b"Subject: second\n\nlast line\n"
+    )
+    assert main(["--config", str(config), "import", C, str(mbox)]) == 0
+
+    async def check() -> None:
+        store = EmbeddedMailStore(data)
+        try:
+            box = store.mailbox(B)
+            inbox = await box.messages("INBOX")
+            assert [m.flags for m in inbox] == [frozenset(), frozenset({"\\Seen"})]
+            drafts = await box.messages("Entwürfe")
+            assert drafts[0].flags == frozenset({"\\Draft", "\\Seen", "$Forwarded", "Later"})
+            assert drafts[0].internaldate == 1_600_000_002
+            assert await box.read("Entwürfe", 1) == b"Subject: draft\r\n\r\nz\r\n"
+            c = store.mailbox(C)
+            msgs = await c.messages("INBOX")
+            assert msgs[0].flags == frozenset({"\\Seen", "\\Answered"})
+            assert msgs[0].internaldate == 1_609_556_645  # 2021-01-02 03:04:05 UTC
+            assert await c.read("INBOX", 1) == b"Subject: from mutt\r\n\r\nFrom the body\r\n"
+            assert await c.read("INBOX", 2) == b"Subject: second\r\n\r\nlast line\r\n"
+        finally:
+            await store.close()
+
+    asyncio.run(check())

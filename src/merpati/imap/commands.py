@@ -45,6 +45,8 @@ class Id(Command):
 class Select(Command):
     mailbox: bytes
     condstore: bool
+    # rfc7162:3.2.5 QRESYNC (uidvalidity modseq [known-uids]); known-uids None: all
+    qresync: tuple[int, int, SequenceSet | None] | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -105,6 +107,7 @@ class Fetch(Command):
     seqset: SequenceSet
     atts: tuple[FetchAtt, ...]
     changedsince: int | None = None  # rfc7162:3.1.4.1
+    vanished: bool = False  # rfc7162:3.2.6
 
 
 @dataclass(frozen=True, slots=True)

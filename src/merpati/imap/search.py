@@ -14,6 +14,8 @@ import binascii
 import datetime as dt
 import email.header
 import email.utils
+import functools
+from collections import OrderedDict
 from dataclasses import dataclass
 
 from merpati.imap.parse.searchkey import SearchKey
@@ -27,6 +29,32 @@ _STRUCT_KEYS = frozenset({"BCC", "CC", "FROM", "SUBJECT", "TO", "SENTBEFORE", "S
 _DATA_KEYS = frozenset({"BODY", "TEXT", "HEADER"})
 
 
+FieldKey = tuple[str, str, int, int]  # (account, folder, uidvalidity, uid)
+
+
+class SearchFieldCache:
+    """The decoded search header fields of recently searched messages, shared by the sessions
+    of a process (bounded, least recently used out). A message's content never changes under
+    its (folder, UIDVALIDITY, UID), so entries need no invalidation. Without it, every
+    header search would read every candidate's structure from the store again."""
+
+    def __init__(self, max_entries: int) -> None:
+        self.max_entries = max_entries
+        self._entries: OrderedDict[FieldKey, tuple[tuple[str, str], ...]] = OrderedDict()
+
+    def get(self, key: FieldKey) -> tuple[tuple[str, str], ...] | None:
+        value = self._entries.get(key)
+        if value is not None:
+            self._entries.move_to_end(key)
+        return value
+
+    def put(self, key: FieldKey, value: tuple[tuple[str, str], ...]) -> None:
+        self._entries[key] = value
+        self._entries.move_to_end(key)
+        while len(self._entries) > self.max_entries:
+            self._entries.popitem(last=False)
+
+
 @dataclass(slots=True)
 class Candidate:
     seq: int
@@ -35,10 +63,18 @@ class Candidate:
     recent: bool
     structure: MessageStructure | None = None
     data: bytes | None = None
+    fields: tuple[tuple[str, str], ...] | None = None  # search_headers from the cache
     _headers: dict[str, list[str]] | None = None
     _body: str | None = None
 
     def header_values(self, name: str) -> list[str]:
+        name = name.lower()
+        if self.data is None:
+            # The decoded search fields: a short tuple, scanned directly (no dict per message).
+            fields = self.fields
+            if fields is None:
+                fields = self.structure.search_headers if self.structure is not None else ()
+            return [v for k, v in fields if k == name]
         if self._headers is None:
             self._headers = {}
             if self.data is not None and self.structure is not None:
@@ -48,8 +84,11 @@ class Candidate:
                     self._headers.setdefault(key.strip().lower(), []).append(
                         _decode_words(value.strip())
                     )
-            elif self.structure is not None:
-                for key, value in self.structure.search_headers:
+            else:
+                fields = self.fields
+                if fields is None and self.structure is not None:
+                    fields = self.structure.search_headers
+                for key, value in fields or ():
                     self._headers.setdefault(key, []).append(value)
         return self._headers.get(name.lower(), [])
 
@@ -74,6 +113,39 @@ def needs(key: SearchKey) -> tuple[bool, bool]:
     return st, data
 
 
+_CONTENT_KEYS = _STRUCT_KEYS | _DATA_KEYS
+
+
+def prefilter(
+    key: SearchKey, m: Candidate, largest_seq: int, largest_uid: int, saved: set[int]
+) -> bool | None:
+    """Decide ``key`` from metadata alone: True or False, or None when a content key
+    (header, body) decides. Lets SEARCH UNSEEN FROM x read only the unseen messages."""
+    name = key.name
+    if name in _CONTENT_KEYS:
+        return None
+    if name == "AND":
+        undecided = False
+        for k in key.children:
+            r = prefilter(k, m, largest_seq, largest_uid, saved)
+            if r is False:
+                return False
+            undecided = undecided or r is None
+        return None if undecided else True
+    if name == "OR":
+        undecided = False
+        for k in key.children:
+            r = prefilter(k, m, largest_seq, largest_uid, saved)
+            if r is True:
+                return True
+            undecided = undecided or r is None
+        return None if undecided else False
+    if name == "NOT":
+        r = prefilter(key.children[0], m, largest_seq, largest_uid, saved)
+        return None if r is None else not r
+    return matches(key, m, largest_seq, largest_uid, saved)
+
+
 def matches(
     key: SearchKey, m: Candidate, largest_seq: int, largest_uid: int, saved: set[int]
 ) -> bool:
@@ -88,6 +160,9 @@ def matches(
         return any(matches(k, m, largest_seq, largest_uid, saved) for k in key.children)
     if name == "NOT":
         return not matches(key.children[0], m, largest_seq, largest_uid, saved)
+    if name in _ADDRESS_KEYS:
+        needle = _needle(key.text)
+        return any(needle in v.casefold() for v in m.header_values(_ADDRESS_KEYS[name]))
     if name == "ALL":
         return True
     if name == "RECENT":
@@ -123,9 +198,7 @@ def matches(
     if name in ("SENTBEFORE", "SENTON", "SENTSINCE"):
         sent = _sent_day(m)
         return sent is not None and _compare_day(name[4:], sent, key.day)
-    needle = (key.text or b"").decode("utf-8", "replace").casefold()
-    if name in ("FROM", "TO", "CC", "BCC", "SUBJECT"):
-        return any(needle in v.casefold() for v in m.header_values(name.lower()))
+    needle = _needle(key.text)
     if name == "HEADER":
         field = (key.field or b"").decode("ascii", "replace")
         values = m.header_values(field)
@@ -140,6 +213,14 @@ def matches(
                 return True
         return needle in m.body_text()
     return False
+
+
+_ADDRESS_KEYS = {"FROM": "from", "TO": "to", "CC": "cc", "BCC": "bcc", "SUBJECT": "subject"}
+
+
+@functools.lru_cache(maxsize=256)
+def _needle(text: bytes | None) -> str:
+    return (text or b"").decode("utf-8", "replace").casefold()
 
 
 _FLAG_KEYS = {
@@ -231,4 +312,4 @@ def _collect_text(data: bytes, part: BodyPart, out: list[str], depth: int) -> No
         out.append(raw.decode("utf-8", "replace"))
 
 
-__all__ = ["Candidate", "filter_header", "matches", "needs"]
+__all__ = ["Candidate", "SearchFieldCache", "filter_header", "matches", "needs", "prefilter"]

@@ -18,6 +18,7 @@ import ssl
 import time
 
 from merpati.app import App
+from merpati.imap.search import SearchFieldCache
 from merpati.imap.session import Session, SessionConfig, State
 from merpati.mailstore.api import MailStoreError
 from merpati.server.connection import Connection
@@ -27,6 +28,8 @@ READ_CHUNK = 64 * 1024
 IDLE_POLL = 30.0  # re-arm wait_for_change at least this often (it also wakes on changes)
 
 BUSY_REPLY = b"* BYE Too many connections, try again later\r\n"
+# Decoded search header fields shared by all sessions of this process (about 40 MB at most).
+FIELD_CACHE = SearchFieldCache(100_000)
 
 
 def imap_listener(app: App) -> ListenerSpec:
@@ -93,6 +96,8 @@ async def serve(app: App, conn: Connection) -> None:
         tls_active=conn.tls_active,
         log=log,
         count=count,
+        gather=asyncio.gather,
+        field_cache=FIELD_CACHE,
     )
     started = time.monotonic()
     result = "closed"

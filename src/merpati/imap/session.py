@@ -13,6 +13,7 @@ from __future__ import annotations
 import enum
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
+from typing import Any
 
 from merpati.auth import sasl
 from merpati.imap import commands as c
@@ -22,6 +23,7 @@ from merpati.imap.parse import ParseError
 from merpati.imap.parse.command import parse_command, parse_tag
 from merpati.imap.parse.seqset import SequenceSet
 from merpati.imap.responses import Refused, Result, status_line, store_error
+from merpati.imap.search import SearchFieldCache
 from merpati.imap.view import SelectedView
 from merpati.mailstore.api import Mailbox, MailStoreError, NoSuchFolder
 
@@ -56,6 +58,14 @@ OpenMailbox = Callable[[str], Mailbox]
 Sink = Callable[[bytes], Awaitable[None]]
 Logger = Callable[..., None]
 Counter = Callable[[str, str], None]  # (command, status) for metrics
+# Runs store calls concurrently (the transport passes asyncio.gather); the default awaits them
+# one after the other, which keeps this module free of asyncio.
+Gather = Callable[..., Awaitable[list[Any]]]
+
+
+async def sequential(*aws: Awaitable[Any]) -> list[Any]:
+    return [await a for a in aws]
+
 
 FLUSH_AT = 256 * 1024  # hand output to the transport when this much is buffered
 
@@ -82,6 +92,8 @@ class Session:
         log: Logger | None = None,
         preauth: str | None = None,
         count: Counter | None = None,
+        gather: Gather = sequential,
+        field_cache: SearchFieldCache | None = None,
     ) -> None:
         self.config = config
         self.verify = verify
@@ -89,6 +101,8 @@ class Session:
         self._sink = sink
         self.log: Logger = log or (lambda event, **kw: None)
         self.count: Counter = count or (lambda command, status: None)
+        self.gather = gather
+        self.field_cache = field_cache or SearchFieldCache(10_000)
         self.tls_active = tls_active
         self.framer = Framer(config.max_line, config.max_literal)
         self.state = State.NOT_AUTHENTICATED
@@ -98,6 +112,7 @@ class Session:
         self.rev2 = False
         self.utf8 = False
         self.condstore = False
+        self.qresync = False
         self.want_starttls = False
         self.idle_tag: bytes | None = None
         self.saved_uids: list[int] = []  # rfc5182 SEARCHRES "$"
@@ -161,8 +176,9 @@ class Session:
         caps += [
             "LITERAL+", "ENABLE", "IDLE", "ID", "NAMESPACE", "UNSELECT", "UIDPLUS", "MOVE",
             "CHILDREN", "LIST-EXTENDED", "LIST-STATUS", "SPECIAL-USE", "CREATE-SPECIAL-USE",
-            "CONDSTORE", "ESEARCH", "SEARCHRES", "STATUS=SIZE", "QUOTA", "QUOTA=RES-STORAGE",
-            "BINARY", f"APPENDLIMIT={self.config.max_literal}", "UTF8=ACCEPT",
+            "CONDSTORE", "QRESYNC", "ESEARCH", "SEARCHRES", "STATUS=SIZE", "QUOTA",
+            "QUOTA=RES-STORAGE", "BINARY", f"APPENDLIMIT={self.config.max_literal}",
+            "UTF8=ACCEPT",
         ]  # fmt: skip
         return caps
 
@@ -283,7 +299,7 @@ class Session:
             self.state = State.AUTHENTICATED
             return
         view.apply(changes)
-        for line in view.announcements(allow_expunge, not self.rev2, self.condstore):
+        for line in view.announcements(allow_expunge, not self.rev2, self.condstore, self.qresync):
             self.write(line)
 
     def resolve(self, seqset: SequenceSet, uid: bool) -> list[tuple[int, int]]:

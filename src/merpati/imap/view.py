@@ -16,7 +16,7 @@ from __future__ import annotations
 import bisect
 from collections.abc import Iterable, Iterator
 
-from merpati.imap.parse.seqset import SequenceSet
+from merpati.imap.parse.seqset import SequenceSet, uid_set
 from merpati.mailstore.api import Changes, MessageInfo
 
 _FLAG_ORDER = ("\\Seen", "\\Answered", "\\Flagged", "\\Deleted", "\\Draft")
@@ -42,6 +42,15 @@ class FlagFormatter:
         return out
 
 
+def expunge_lines(removed: list[tuple[int, int]], qresync: bool) -> bytes:
+    """EXPUNGE responses, or one VANISHED once QRESYNC is enabled (rfc7162:3.2.10)."""
+    if not removed:
+        return b""
+    if qresync:
+        return b"* VANISHED " + uid_set(sorted(u for _, u in removed)) + b"\r\n"
+    return b"".join(b"* %d EXPUNGE\r\n" % seq for seq, _ in removed)
+
+
 class SelectedView:
     def __init__(
         self,
@@ -50,8 +59,10 @@ class SelectedView:
         messages: list[MessageInfo],
         highestmodseq: int,
         recent_count: int = 0,
+        uidvalidity: int = 0,
     ) -> None:
         self.folder = folder
+        self.uidvalidity = uidvalidity
         self.readonly = readonly
         self.uids: list[int] = [m.uid for m in messages]
         self.info: dict[int, MessageInfo] = {m.uid: m for m in messages}
@@ -137,16 +148,16 @@ class SelectedView:
                 self.info[m.uid] = m
                 self.pending_flags.discard(m.uid)
 
-    def remove(self, uids: Iterable[int]) -> list[int]:
-        """Drop expunged messages now; returns their sequence numbers, highest first (each
+    def remove(self, uids: Iterable[int]) -> list[tuple[int, int]]:
+        """Drop expunged messages now; returns their (seq, uid), highest seq first (each
         EXPUNGE is then valid when it is read, rfc9051:7.5.1)."""
         gone = sorted({u for u in uids if u in self.info}, reverse=True)
-        seqs = []
+        seqs: list[tuple[int, int]] = []
         for uid in gone:
             seq = self.seq_of(uid)
             if seq is None:
                 continue
-            seqs.append(seq)
+            seqs.append((seq, uid))
             del self.uids[seq - 1]
             del self.info[uid]
             self.recent.discard(uid)
@@ -157,11 +168,11 @@ class SelectedView:
         return seqs
 
     def announcements(
-        self, allow_expunge: bool, rev1: bool, condstore: bool, qresync_vanished: bool = False
+        self, allow_expunge: bool, rev1: bool, condstore: bool, qresync: bool = False
     ) -> list[bytes]:
         out: list[bytes] = []
         if allow_expunge and self.pending_expunge:
-            out += [b"* %d EXPUNGE\r\n" % s for s in self.remove(list(self.pending_expunge))]
+            out.append(expunge_lines(self.remove(list(self.pending_expunge)), qresync))
         if len(self.uids) != self.announced_exists:
             out.append(b"* %d EXISTS\r\n" % len(self.uids))
             self.announced_exists = len(self.uids)

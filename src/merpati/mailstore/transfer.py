@@ -79,6 +79,8 @@ def _maildir_messages(folder_dir: Path) -> Iterator[tuple[Path, frozenset[str], 
     by_letter = {KEYWORD_LETTERS[i]: kw for i, kw in read_keywords_file(folder_dir).items()}
     entries: list[tuple[tuple[int, str], Path]] = []
     for sub in ("cur", "new"):
+        if not (folder_dir / sub).is_dir():
+            continue
         for entry in os.scandir(folder_dir / sub):
             if entry.is_file() and not entry.name.startswith("."):
                 prefix = entry.name.split(".", 1)[0]

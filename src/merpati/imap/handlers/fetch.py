@@ -17,7 +17,8 @@ from merpati.imap import sections, wire
 from merpati.imap.bodystructure import body_simple, bodystructure, envelope
 from merpati.imap.parse.dates import format_date_time
 from merpati.imap.parse.fetchatt import FetchAtt
-from merpati.imap.responses import Result, no, ok
+from merpati.imap.parse.seqset import uid_set
+from merpati.imap.responses import Result, bad, no, ok
 from merpati.imap.view import FlagFormatter
 from merpati.mailstore.api import FlagMode, MessageInfo, NoSuchMessage
 from merpati.mime.structure import MessageStructure
@@ -41,6 +42,16 @@ async def fetch(s: Session, cmd: c.Command) -> Result:
         if "MODSEQ" not in names:
             atts.append(FetchAtt("MODSEQ"))
     targets = s.resolve(cmd.seqset, cmd.uid)
+    if cmd.vanished:
+        if not s.qresync:
+            raise bad("QRESYNC must be enabled first")  # rfc7162:3.2.6
+        assert cmd.changedsince is not None
+        changes = await box.changes_since(view.folder, cmd.changedsince)
+        if changes.expunged:
+            ranges = cmd.seqset.resolve(max(changes.expunged))
+            gone = [u for u in changes.expunged if any(lo <= u <= hi for lo, hi in ranges)]
+            if gone:
+                s.write(b"* VANISHED (EARLIER) " + uid_set(sorted(gone)) + b"\r\n")
     if cmd.changedsince is not None:
         since = cmd.changedsince
         targets = [(q, u) for q, u in targets if view.info[u].modseq > since]

@@ -13,7 +13,12 @@ if TYPE_CHECKING:
     from merpati.imap.session import Session
 
 # rfc5161 / rfc9051:6.3.1 what ENABLE can switch on.
-ENABLEABLE = {"IMAP4REV2": "IMAP4rev2", "CONDSTORE": "CONDSTORE", "UTF8=ACCEPT": "UTF8=ACCEPT"}
+ENABLEABLE = {
+    "IMAP4REV2": "IMAP4rev2",
+    "CONDSTORE": "CONDSTORE",
+    "QRESYNC": "QRESYNC",
+    "UTF8=ACCEPT": "UTF8=ACCEPT",
+}
 
 
 async def capability(s: Session, cmd: c.Command) -> Result:
@@ -49,6 +54,8 @@ async def enable(s: Session, cmd: c.Command) -> Result:
             s.rev2 = True
         elif name == "CONDSTORE" and not s.condstore:
             s.condstore = True
+        elif name == "QRESYNC" and not s.qresync:
+            s.qresync = s.condstore = True  # rfc7162:3.2.3 QRESYNC implies CONDSTORE
         elif name == "UTF8=ACCEPT" and not s.utf8:
             s.utf8 = True
         else:

@@ -10,13 +10,26 @@ from typing import TYPE_CHECKING
 from merpati.imap import commands as c
 from merpati.imap.parse.seqset import uid_set
 from merpati.imap.responses import Result, no, ok
-from merpati.imap.search import Candidate, matches, needs
-from merpati.mailstore.api import NoSuchMessage
+from merpati.imap.search import Candidate, matches, needs, prefilter
+from merpati.mailstore.api import Mailbox, NoSuchMessage
+from merpati.mime.structure import MessageStructure
 
 if TYPE_CHECKING:
     from merpati.imap.session import Session
 
 CHARSETS = ("UTF-8", "US-ASCII")
+CONTENT_BATCH = 32  # messages whose content is read concurrently
+
+
+async def _load(
+    box: Mailbox, folder: str, uid: int, need_data: bool
+) -> tuple[MessageStructure, bytes | None] | None:
+    try:
+        structure = await box.structure(folder, uid)
+        data = await box.read(folder, uid) if need_data else None
+    except NoSuchMessage:
+        return None
+    return structure, data
 
 
 async def search(s: Session, cmd: c.Command) -> Result:
@@ -33,26 +46,49 @@ async def search(s: Session, cmd: c.Command) -> Result:
     saved = set(s.saved_uids)
     found: list[tuple[int, int, int]] = []  # (seq, uid, modseq)
     key = prog.key
-    # Without content keys, one Candidate is reused (100,000 messages, no allocation each).
+    content = need_struct or need_data
+    # Phase 1, metadata only: one reused Candidate (100,000 messages, no allocation each).
+    undecided: list[tuple[int, int]] = []
     reused = Candidate(0, 0, view.info[view.uids[0]], False) if view.uids else None
     for seq, uid in enumerate(list(view.uids), 1):
         info = view.info[uid]
-        if need_struct or need_data:
-            if uid in view.pending_expunge:
-                continue
-            cand = Candidate(seq, uid, info, uid in view.recent)
-            try:
-                cand.structure = await box.structure(view.folder, uid)
-                if need_data:
-                    cand.data = await box.read(view.folder, uid)
-            except NoSuchMessage:
-                continue
-        else:
-            assert reused is not None
-            cand = reused
-            cand.seq, cand.uid, cand.info, cand.recent = seq, uid, info, uid in view.recent
-        if matches(key, cand, largest_seq, largest_uid, saved):
+        assert reused is not None
+        cand = reused
+        cand.seq, cand.uid, cand.info, cand.recent = seq, uid, info, uid in view.recent
+        verdict = prefilter(key, cand, largest_seq, largest_uid, saved) if content else None
+        if not content:
+            verdict = matches(key, cand, largest_seq, largest_uid, saved)
+        if verdict is None:
+            if uid not in view.pending_expunge:
+                undecided.append((seq, uid))
+        elif verdict:
             found.append((seq, uid, info.modseq))
+    # Phase 2: header keys are answered from the shared field cache where it can; the rest
+    # is read from the store, a batch of messages at a time.
+    cache = s.field_cache
+    account = s.account or ""
+    if not need_data:
+        missing: list[tuple[int, int]] = []
+        for seq, uid in undecided:
+            fields = cache.get((account, view.folder, view.uidvalidity, uid))
+            if fields is None:
+                missing.append((seq, uid))
+                continue
+            cand = Candidate(seq, uid, view.info[uid], uid in view.recent, fields=fields)
+            if matches(key, cand, largest_seq, largest_uid, saved):
+                found.append((seq, uid, cand.info.modseq))
+        undecided = missing
+    for start in range(0, len(undecided), CONTENT_BATCH):
+        batch = undecided[start : start + CONTENT_BATCH]
+        loaded = await s.gather(*[_load(box, view.folder, uid, need_data) for _, uid in batch])
+        for (seq, uid), got in zip(batch, loaded, strict=True):
+            if got is None:
+                continue
+            cache.put((account, view.folder, view.uidvalidity, uid), got[0].search_headers)
+            cand = Candidate(seq, uid, view.info[uid], uid in view.recent, got[0], got[1])
+            if matches(key, cand, largest_seq, largest_uid, saved):
+                found.append((seq, uid, cand.info.modseq))
+    found.sort()
     numbers = [uid if cmd.uid else seq for seq, uid, _ in found]
     modseq = max((m for _, _, m in found), default=0)
     returns = prog.returns

@@ -12,8 +12,9 @@ from typing import TYPE_CHECKING
 
 from merpati.imap import commands as c
 from merpati.imap import wire
-from merpati.imap.responses import Result, no, ok
-from merpati.imap.view import FlagFormatter, SelectedView
+from merpati.imap.parse.seqset import SequenceSet, uid_set
+from merpati.imap.responses import Result, bad, no, ok
+from merpati.imap.view import FlagFormatter, SelectedView, expunge_lines
 from merpati.mailstore.api import SYSTEM_FLAGS
 
 if TYPE_CHECKING:
@@ -31,6 +32,8 @@ async def select(s: Session, cmd: c.Command) -> Result:
         s.view = None
         s.state = State.AUTHENTICATED
         s.write(b"* OK [CLOSED] Previous mailbox closed\r\n")
+    if cmd.qresync is not None and not s.qresync:
+        raise bad("QRESYNC must be enabled first")  # rfc7162:3.2.5
     if cmd.condstore:
         s.condstore = True
     name = s.decode_name(cmd.mailbox)
@@ -38,7 +41,9 @@ async def select(s: Session, cmd: c.Command) -> Result:
     info = await box.folder(name)
     messages = await box.messages(info.name)
     readonly = cmd.name == "EXAMINE"
-    view = SelectedView(info.name, readonly, messages, info.highestmodseq, info.recent)
+    view = SelectedView(
+        info.name, readonly, messages, info.highestmodseq, info.recent, info.uidvalidity
+    )
     keywords: set[str] = set()
     for flagset in {m.flags for m in messages}:  # few distinct sets even in huge mailboxes
         keywords.update(f for f in flagset if not f.startswith("\\"))
@@ -69,8 +74,30 @@ async def select(s: Session, cmd: c.Command) -> Result:
     s.write(b"* OK [HIGHESTMODSEQ %d] Highest\r\n" % info.highestmodseq)
     s.view = view
     s.state = State.SELECTED
+    if cmd.qresync is not None and cmd.qresync[0] == info.uidvalidity:
+        await _resync(s, view, cmd.qresync[1], cmd.qresync[2])
     code = b"READ-ONLY" if readonly else b"READ-WRITE"
     return ok(f"{cmd.name} completed", code)
+
+
+async def _resync(s: Session, view: SelectedView, modseq: int, known: SequenceSet | None) -> None:
+    """rfc7162:3.2.5.1 what changed since the client's MODSEQ: VANISHED (EARLIER) for the
+    expunged UIDs it may know, FETCH (UID FLAGS MODSEQ) for the changed messages."""
+    assert s.mailbox is not None
+    changes = await s.mailbox.changes_since(view.folder, modseq)
+    gone = list(changes.expunged)
+    if known is not None and gone:
+        ranges = known.resolve(max(gone))
+        gone = [u for u in gone if any(lo <= u <= hi for lo, hi in ranges)]
+    if gone:
+        s.write(b"* VANISHED (EARLIER) " + uid_set(sorted(gone)) + b"\r\n")
+    for m in changes.changed:
+        seq = view.seq_of(m.uid)
+        mine = view.info.get(m.uid)
+        if seq is None or mine is None or mine.modseq <= modseq:
+            continue
+        flags = view.fmt(mine.flags, not s.rev2 and m.uid in view.recent)
+        s.write(b"* %d FETCH (UID %d FLAGS %s MODSEQ (%d))\r\n" % (seq, m.uid, flags, mine.modseq))
 
 
 async def close(s: Session, cmd: c.Command) -> Result:
@@ -97,6 +124,5 @@ async def expunge(s: Session, cmd: c.Command) -> Result:
         if not uids:
             return ok("UID EXPUNGE completed")
     gone = await box.expunge(view.folder, uids)
-    for seq in view.remove(gone):
-        s.write(b"* %d EXPUNGE\r\n" % seq)
+    s.write(expunge_lines(view.remove(gone), s.qresync))
     return ok(f"{cmd.name} completed")

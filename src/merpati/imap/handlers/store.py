@@ -9,6 +9,7 @@ from typing import TYPE_CHECKING
 from merpati.imap import commands as c
 from merpati.imap.parse.seqset import uid_set
 from merpati.imap.responses import Result, no, ok
+from merpati.imap.view import expunge_lines
 from merpati.mailstore.api import FlagMode
 
 if TYPE_CHECKING:
@@ -88,6 +89,5 @@ async def copy_move(s: Session, cmd: c.Command) -> Result:
         return ok(name, code)
     # rfc6851:4.3 COPYUID in an untagged OK, then the EXPUNGEs, then the tagged OK.
     s.write(b"* OK [" + code + b"] Moved\r\n")
-    for seq in s.view.remove(p[0] for p in result.pairs):
-        s.write(b"* %d EXPUNGE\r\n" % seq)
+    s.write(expunge_lines(s.view.remove(p[0] for p in result.pairs), s.qresync))
     return ok(name)

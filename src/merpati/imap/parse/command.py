@@ -9,14 +9,14 @@ from __future__ import annotations
 from collections.abc import Callable
 
 from merpati.imap import commands as c
-from merpati.imap.parse.atoms import atom, number64, tag
+from merpati.imap.parse.atoms import atom, number64, nz_number, tag
 from merpati.imap.parse.cursor import Cursor, ParseError
 from merpati.imap.parse.dates import date_time
 from merpati.imap.parse.fetchatt import fetch_atts
 from merpati.imap.parse.flags import flag_list, store_flags
 from merpati.imap.parse.lists import atom_list, id_params, list_mailbox, paren_list
 from merpati.imap.parse.searchkey import search_program
-from merpati.imap.parse.seqset import sequence_set
+from merpati.imap.parse.seqset import SequenceSet, sequence_set
 from merpati.imap.parse.strings import astring, literal
 
 Rule = Callable[[Cursor, bytes, str], c.Command]
@@ -112,13 +112,43 @@ def _select(cur: Cursor, t: bytes, name: str) -> c.Command:
     cur.sp()
     mbox = astring(cur)
     condstore = False
+    qresync: tuple[int, int, SequenceSet | None] | None = None
     if cur.accept(b" "):
-        # rfc4466:2.4 select-params; we know CONDSTORE (rfc7162:3.1.8).
-        for p in atom_list(cur, allow_empty=False):
-            if p != "CONDSTORE":
+        # rfc4466:2.4 select-params: CONDSTORE (rfc7162:3.1.8), QRESYNC (rfc7162:3.2.5)
+        cur.expect(b"(")
+        while True:
+            param = atom(cur).upper()
+            if param == b"CONDSTORE":
+                condstore = True
+            elif param == b"QRESYNC" and qresync is None:
+                cur.sp()
+                qresync = _qresync_param(cur)
+            else:
                 raise ParseError("unknown SELECT parameter")
-            condstore = True
-    return c.Select(t, name, mbox, condstore)
+            if cur.accept(b")"):
+                break
+            cur.sp()
+    return c.Select(t, name, mbox, condstore, qresync)
+
+
+def _qresync_param(cur: Cursor) -> tuple[int, int, SequenceSet | None]:
+    cur.expect(b"(")
+    uidvalidity = nz_number(cur)
+    cur.sp()
+    modseq = number64(cur)
+    known: SequenceSet | None = None
+    if cur.accept(b" ") and cur.peek() != b"(":
+        known = sequence_set(cur)
+        cur.accept(b" ")
+    if cur.peek() == b"(":
+        # seq-match-data: accepted; we answer from MODSEQ and the known UIDs alone
+        cur.pos += 1
+        sequence_set(cur)
+        cur.sp()
+        sequence_set(cur)
+        cur.expect(b")")
+    cur.expect(b")")
+    return uidvalidity, modseq, known
 
 
 def _one_mailbox(cur: Cursor, t: bytes, name: str) -> c.Command:
@@ -239,12 +269,24 @@ def _fetch(cur: Cursor, t: bytes, name: str, uid: bool = False) -> c.Command:
     cur.sp()
     atts = fetch_atts(cur)
     changedsince = None
+    vanished = False
     if cur.accept(b" ("):
-        # rfc7162:3.1.4.1 fetch-modifier CHANGEDSINCE
-        cur.expect(b"CHANGEDSINCE ")
-        changedsince = number64(cur)
-        cur.expect(b")")
-    return c.Fetch(t, name, uid, seqset, atts, changedsince)
+        # rfc7162:3.1.4.1 CHANGEDSINCE, rfc7162:3.2.6 VANISHED
+        while True:
+            word = atom(cur).upper()
+            if word == b"CHANGEDSINCE" and changedsince is None:
+                cur.sp()
+                changedsince = number64(cur)
+            elif word == b"VANISHED" and not vanished:
+                vanished = True
+            else:
+                raise ParseError("unknown FETCH modifier")
+            if cur.accept(b")"):
+                break
+            cur.sp()
+        if vanished and (changedsince is None or not uid):
+            raise ParseError("VANISHED needs UID FETCH and CHANGEDSINCE")
+    return c.Fetch(t, name, uid, seqset, atts, changedsince, vanished)
 
 
 def _store(cur: Cursor, t: bytes, name: str, uid: bool = False) -> c.Command:

@@ -17,6 +17,7 @@ import os
 import shutil
 import sqlite3
 import threading
+import time
 from pathlib import Path
 
 from merpati.mailstore.api import (
@@ -29,6 +30,7 @@ from merpati.mailstore.api import (
     MessageInfo,
     NoSuchFolder,
     NoSuchMessage,
+    StorageFailure,
 )
 from merpati.mailstore.embedded.changes import transfer_rows
 from merpati.mailstore.embedded.index import connect, open_index, transaction
@@ -59,6 +61,18 @@ from merpati.mime.structure import MessageStructure
 _MSG_COLUMNS = "uid, modseq, flags, internaldate, tz, size, uidl"
 
 
+# Maildir++ flattens the hierarchy into one directory name: it must fit the file system's
+# NAME_MAX (255 bytes on Linux file systems).
+MAX_DIRNAME_BYTES = 255
+
+
+def checked_dirname(name: str) -> str:
+    dirname = folder_dirname(name)
+    if len(dirname.encode("utf-8")) > MAX_DIRNAME_BYTES:
+        raise InvalidName("folder name is too long")
+    return dirname
+
+
 class Account:
     def __init__(self, account: str, root: Path, snapshots: SnapshotCache | None = None) -> None:
         self.account = account
@@ -71,6 +85,12 @@ class Account:
         # Folder counts as of (UIDVALIDITY, HIGHESTMODSEQ): every change bumps the latter.
         self._counts: dict[int, tuple[tuple[int, int], tuple[int, float, float, float]]] = {}
         self._flagsets: dict[str, frozenset[str]] = {}
+        self._closed = False
+        self.last_used = time.monotonic()
+        # The index file this object was opened on, and when that was last compared with the
+        # file on disk (another process may remove the account or rebuild its index).
+        self.index_id: tuple[int, int] | None = None
+        self.checked = time.monotonic()
 
     # -- opening ------------------------------------------------------------------------------
     def open(self) -> None:
@@ -84,7 +104,7 @@ class Account:
                 # missing one means a crash in the middle of a rename, not work in progress.
                 if self._missing_dirs():
                     self._rebuild_in_txn()
-        self._r = connect(self.root / INDEX_NAME)
+            self.index_id = self.current_index_id()
 
     def _missing_dirs(self) -> bool:
         w = self._writer()
@@ -104,19 +124,61 @@ class Account:
         self._counts.clear()
 
     def close(self) -> None:
+        """For good (store closing, account removed): later use raises StorageFailure."""
         with self.wlock, self.rlock:
-            for conn in (self._w, self._r):
-                if conn is not None:
-                    conn.close()
-            self._w = self._r = None
+            self._closed = True
+            self._drop_connections()
+
+    def release(self) -> None:
+        """Close the index connections (file descriptors) of an idle account; the next use
+        reopens them. The object, its locks and its caches stay."""
+        with self.wlock, self.rlock:
+            self._drop_connections()
+
+    def _drop_connections(self) -> None:
+        for conn in (self._w, self._r):
+            if conn is not None:
+                conn.close()
+        self._w = self._r = None
+
+    @property
+    def connected(self) -> bool:
+        return self._w is not None or self._r is not None
 
     def _writer(self) -> sqlite3.Connection:
-        assert self._w is not None, "account not open"
+        """The writer connection; the caller holds ``wlock``."""
+        self.last_used = time.monotonic()
+        if self._w is None:
+            if self._closed:
+                raise StorageFailure("the mail store is closed")
+            self._w = connect(self.root / INDEX_NAME)
         return self._w
 
     def _reader(self) -> sqlite3.Connection:
-        assert self._r is not None, "account not open"
+        """The reader connection; the caller holds ``rlock``."""
+        self.last_used = time.monotonic()
+        if self._r is None:
+            if self._closed:
+                raise StorageFailure("the mail store is closed")
+            self._r = connect(self.root / INDEX_NAME)
         return self._r
+
+    def current_index_id(self) -> tuple[int, int] | None:
+        """(device, inode) of the index file now on disk; None when there is none."""
+        try:
+            st = os.stat(self.root / INDEX_NAME)
+        except FileNotFoundError:
+            return None
+        return (st.st_dev, st.st_ino)
+
+    def index_stamp(self) -> tuple[int, int]:
+        """Changes with every commit by any process (the WAL file's mtime and size); needs
+        no connection, so the change feed can watch many accounts cheaply."""
+        try:
+            st = os.stat(str(self.root / INDEX_NAME) + "-wal")
+        except FileNotFoundError:
+            return (0, 0)
+        return (st.st_mtime_ns, st.st_size)
 
     # -- folders --------------------------------------------------------------------------------
     def _row(self, conn: sqlite3.Connection, name: str) -> FolderRow:
@@ -124,6 +186,12 @@ class Account:
         if row is None:
             raise NoSuchFolder(f"no folder named {name}")
         return row
+
+    def row(self, name: str) -> FolderRow:
+        """The folder's row as the index has it (no pickup: appends need none, and must not
+        wait for a commit in progress)."""
+        with self.rlock:
+            return self._row(self._reader(), name)
 
     def fresh_row(self, name: str) -> FolderRow:
         """The folder's row after picking up changes other programs made to its directory."""
@@ -195,7 +263,7 @@ class Account:
                 r.execute("COMMIT")
 
     def _insert_folder(self, w: sqlite3.Connection, name: str, special: str | None) -> None:
-        dirname = folder_dirname(name)
+        dirname = checked_dirname(name)
         make_maildir(self.root / dirname)
         (self.root / dirname / "maildirfolder").touch()  # Maildir++ marks subfolders so
         new_mtime, cur_mtime = dir_mtimes(self.root / dirname)
@@ -265,7 +333,7 @@ class Account:
                     ]
                     for row in rows:
                         name = new + row.name[len(old) :]
-                        dirname = folder_dirname(name)
+                        dirname = checked_dirname(name)
                         src, dst = self.root / row.dirname, self.root / dirname
                         if dst.exists():
                             raise FolderExists(f"folder {name} already exists on disk")
@@ -442,10 +510,6 @@ class Account:
             return int(
                 self._reader().execute("SELECT value FROM meta WHERE key = 'used'").fetchone()[0]
             )
-
-    def data_version(self) -> int:
-        with self.rlock:
-            return int(self._reader().execute("PRAGMA data_version").fetchone()[0])
 
     # -- changing messages ----------------------------------------------------------------------
     def adjust_used(self, w: sqlite3.Connection, delta: int) -> None:

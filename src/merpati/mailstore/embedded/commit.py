@@ -18,7 +18,7 @@ import asyncio
 import os
 import sqlite3
 from collections import defaultdict
-from concurrent.futures import Executor
+from concurrent.futures import Executor, ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -159,7 +159,10 @@ class GroupCommitter:
     """Queues prepared appends and commits them in batches (one batch in flight at a time)."""
 
     def __init__(self, executor: Executor, enabled: bool = True) -> None:
-        self._executor = executor
+        self._executor = executor  # the store's pool (per-append commits when disabled)
+        # Batches get their own thread: queued behind the pool's preparations (100 writers
+        # of 10 MB each) a batch, and with it every waiting append, would stall.
+        self._batch_thread = ThreadPoolExecutor(1, thread_name_prefix="mailstore-commit")
         self.enabled = enabled
         self._pending: list[tuple[AppendJob, asyncio.Future[Outcome]]] = []
         self._runner: asyncio.Task[None] | None = None
@@ -181,7 +184,7 @@ class GroupCommitter:
             batch, self._pending = self._pending, []
             try:
                 outcomes = await loop.run_in_executor(
-                    self._executor, commit_batch, [job for job, _ in batch]
+                    self._batch_thread, commit_batch, [job for job, _ in batch]
                 )
             except Exception:
                 outcomes = [StorageFailure("the message could not be stored")] * len(batch)
@@ -192,3 +195,6 @@ class GroupCommitter:
     async def drain(self) -> None:
         if self._runner is not None:
             await asyncio.shield(self._runner)
+
+    def shutdown(self) -> None:
+        self._batch_thread.shutdown(wait=True)

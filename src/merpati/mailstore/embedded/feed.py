@@ -5,9 +5,9 @@ marker file ``<mail>/.changes/<host>-<pid>``. Changes made elsewhere are found b
 per store, which runs only while someone waits:
 
 - every ``interval``: if another process's marker moved (a second ``merpati serve`` on the
-  same data dir, the CLI), each waited account's index is asked for ``PRAGMA data_version``
-  and the accounts whose index moved are woken; with a single process this is one small
-  directory listing;
+  same data dir, the CLI), the index WAL file of each waited account is stat'ed and the
+  accounts whose index moved are woken; with a single process this is one small directory
+  listing;
 - every ``DIR_POLL_INTERVAL``: the waited folders' ``new/`` and ``cur/`` mtimes are compared
   with what the poller saw last (two stats per folder); a folder whose directories moved is
   synced (mail another program dropped into ``new/``) and its waiters woken.
@@ -49,7 +49,7 @@ class ChangeFeed:
         self._events: dict[str, dict[str, asyncio.Event]] = defaultdict(dict)
         self._waiters: dict[tuple[str, str], int] = defaultdict(int)
         self._accounts: dict[str, Account] = {}
-        self._versions: dict[str, int] = {}
+        self._versions: dict[str, tuple[int, int]] = {}
         self._dirs: dict[tuple[str, str], tuple[Path, tuple[int, int]]] = {}
         self._poller: asyncio.Task[None] | None = None
 
@@ -162,11 +162,7 @@ class ChangeFeed:
         for name, acct in accounts.items():
             if not sweep and name in self._versions:
                 continue
-            try:
-                version = acct.data_version()
-            except (MailStoreError, AssertionError, OSError, sqlite3.Error):
-                woken.add((name, None))
-                continue
+            version = acct.index_stamp()
             # A new baseline wakes too: a change may have landed just before it was taken.
             if self._versions.get(name) != version:
                 woken.add((name, None))
@@ -192,7 +188,7 @@ class ChangeFeed:
                         self._dirs[key] = (folder_dir, now)
                         account.fresh_row(key[1])  # picks up dropped-in mail
                         woken.add(key)
-                except (MailStoreError, AssertionError, OSError, sqlite3.Error):
+                except (MailStoreError, OSError, sqlite3.Error):
                     self._dirs.pop(key, None)
                     woken.add(key)
         return woken

@@ -248,7 +248,7 @@ def _prepare(
     structure: bytes | None,
 ) -> AppendJob:
     """Worker thread: check the folder and quota, scan, write the content to tmp/."""
-    row = account.fresh_row(folder)  # NoSuchFolder before any byte is written
+    row = account.row(folder)  # NoSuchFolder before any byte is written
     if limit is not None and account.used() + len(data) > limit:
         raise QuotaExceeded("mailbox is full")
     blob = structure if structure is not None else serial.dumps(scan(data))
@@ -296,7 +296,7 @@ def link_job(
     account: Account, folder: str, first: AppendJob, flags: frozenset[str], limit: int | None
 ) -> AppendJob:
     """Worker thread: a job for another account whose tmp/ file is a hard link of ``first``'s."""
-    row = account.fresh_row(folder)
+    row = account.row(folder)
     if limit is not None and account.used() + first.size > limit:
         raise QuotaExceeded("mailbox is full")
     base = new_basename()  # its own UIDL, even when it lands in the same folder twice

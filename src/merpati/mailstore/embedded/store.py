@@ -37,6 +37,11 @@ from merpati.mime.scan import scan
 
 QuotaLookup = Callable[[str], "int | None"]
 WORKERS = 8  # threads for file and SQLite work (fsync waits, not CPU, is what they do)
+# Accounts whose index connections stay open (two connections, up to six descriptors each);
+# idle ones beyond this are released and reopened on their next use.
+MAX_OPEN_ACCOUNTS = 128
+# Seconds between checks that an open account's index is still the file on disk.
+IDENTITY_CHECK_INTERVAL = 2.0
 
 
 class EmbeddedMailStore:
@@ -49,6 +54,7 @@ class EmbeddedMailStore:
         workers: int = WORKERS,
         poll_interval: float = POLL_INTERVAL,
         snapshot_budget: int = DEFAULT_BUDGET,
+        max_open_accounts: int = MAX_OPEN_ACCOUNTS,
     ) -> None:
         self.mail_root = Path(data_dir) / "mail"
         self.quota_lookup: QuotaLookup = quota_lookup or (lambda account: None)
@@ -56,6 +62,8 @@ class EmbeddedMailStore:
         self.committer = GroupCommitter(self.executor, enabled=group_commit)
         self.feed = ChangeFeed(self.executor, self.mail_root, poll_interval)
         self.snapshots = SnapshotCache(snapshot_budget)
+        self.max_open = max_open_accounts
+        self._connected = 0
         self._accounts: dict[str, Account] = {}
         self._opening: dict[str, asyncio.Future[Account]] = {}
         self._mailboxes: dict[str, EmbeddedMailbox] = {}
@@ -68,7 +76,18 @@ class EmbeddedMailStore:
 
     async def open_account(self, account: str) -> Account:
         acct = self._accounts.get(account)
+        if acct is not None and time.monotonic() - acct.checked > IDENTITY_CHECK_INTERVAL:
+            acct.checked = time.monotonic()
+            if acct.current_index_id() != acct.index_id:
+                # Removed (and maybe re-created) or rebuilt by another process: start afresh.
+                del self._accounts[account]
+                self.snapshots.drop(account)
+                asyncio.get_running_loop().run_in_executor(self.executor, acct.close)
+                acct = None
         if acct is not None:
+            if not acct.connected:
+                self._connected += 1
+                self._evict()
             return acct
         pending = self._opening.get(account)
         if pending is not None:
@@ -80,6 +99,8 @@ class EmbeddedMailStore:
             acct = Account(account, account_dir(self.mail_root, account), self.snapshots)
             await loop.run_in_executor(self.executor, acct.open)
             self._accounts[account] = acct
+            self._connected += 1
+            self._evict()
             future.set_result(acct)
             return acct
         except BaseException as exc:
@@ -88,6 +109,23 @@ class EmbeddedMailStore:
             raise
         finally:
             del self._opening[account]
+
+    def _evict(self) -> None:
+        """Keep at most ``max_open`` accounts' index connections open (each costs a few file
+        descriptors): release the least recently used ones beyond that, in the background.
+        ``_connected`` is an estimate, recounted here."""
+        if self._connected <= self.max_open:
+            return
+        open_accounts = [a for a in self._accounts.values() if a.connected]
+        self._connected = len(open_accounts)
+        excess = len(open_accounts) - self.max_open
+        if excess <= 0:
+            return
+        open_accounts.sort(key=lambda a: a.last_used)
+        loop = asyncio.get_running_loop()
+        for acct in open_accounts[: excess + self.max_open // 4]:  # some slack: fewer sweeps
+            loop.run_in_executor(self.executor, acct.release)
+        self._connected = self.max_open - self.max_open // 4
 
     async def create_account(self, account: str) -> None:
         await self.open_account(account)
@@ -166,4 +204,5 @@ class EmbeddedMailStore:
         for acct in list(self._accounts.values()):
             await loop.run_in_executor(self.executor, acct.close)
         self._accounts.clear()
+        self.committer.shutdown()
         self.executor.shutdown(wait=True)

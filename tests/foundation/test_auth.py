@@ -107,3 +107,24 @@ def test_verify_cache_and_invalidation(tmp_path: Path) -> None:
         assert await auth.verify("alice@example.org", "new", "127.0.0.1") is None
 
     asyncio.run(go())
+
+
+def test_concurrent_identical_checks_share_one_argon2_run(tmp_path: Path) -> None:
+    accounts = AccountStore.open(tmp_path)
+    accounts.add_domain("example.org")
+    accounts.add_account("alice@example.org", "right")
+    auth = Authenticator(accounts)
+
+    async def go() -> None:
+        results = await asyncio.gather(
+            *(auth.verify("alice@example.org", "right", "127.0.0.1") for _ in range(20))
+        )
+        assert results == ["alice@example.org"] * 20
+        assert auth.checks == 1
+        wrong = await asyncio.gather(
+            *(auth.verify("alice@example.org", "wrong", "127.0.0.2") for _ in range(3))
+        )
+        assert wrong == [None] * 3
+        assert auth.checks == 2
+
+    asyncio.run(go())

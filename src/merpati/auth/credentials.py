@@ -42,6 +42,9 @@ class Authenticator:
         self._key = secrets.token_bytes(32)
         self._cache: dict[bytes, tuple[str, str, float]] = {}
         self.checks = 0  # argon2 verifications done (for tests and metrics)
+        # Identical checks under way: many connections logging in with the same credentials
+        # at once (a client reconnecting all its folders) share one argon2 run.
+        self._inflight: dict[bytes, asyncio.Future[bool]] = {}
 
     def _cache_key(self, account: str, password: str) -> bytes:
         msg = account.encode() + b"\0" + password.encode("utf-8", "surrogateescape")
@@ -63,8 +66,7 @@ class Authenticator:
         if hit and pw_hash is not None and hit[1] == pw_hash and hit[2] > now:
             self.throttle.success(remote_ip, account)
             return hit[0]
-        self.checks += 1
-        ok = await asyncio.to_thread(check_password, pw_hash, password)
+        ok = await self._check_once(key, pw_hash, password)
         if not ok or pw_hash is None:
             self.throttle.failure(remote_ip, account)
             return None
@@ -73,6 +75,24 @@ class Authenticator:
             self._cache = {k: v for k, v in self._cache.items() if v[2] > now}
         self._cache[key] = (account, pw_hash, now + self.cache_ttl)
         return account
+
+    async def _check_once(self, key: bytes, pw_hash: str | None, password: str) -> bool:
+        running = self._inflight.get(key)
+        if running is not None:
+            return await asyncio.shield(running)
+        future: asyncio.Future[bool] = asyncio.get_running_loop().create_future()
+        self._inflight[key] = future
+        try:
+            self.checks += 1
+            ok = await asyncio.to_thread(check_password, pw_hash, password)
+            future.set_result(ok)
+            return ok
+        except BaseException as exc:
+            future.set_exception(exc)
+            future.exception()  # retrieved: no "never retrieved" warning without waiters
+            raise
+        finally:
+            del self._inflight[key]
 
     def forget(self, account: str) -> None:
         """Drop cached successes of one account (the database check already does it)."""

@@ -16,6 +16,7 @@ from merpati.mailstore.api import (
     NoSuchFolder,
     NoSuchMessage,
     QuotaExceeded,
+    StorageFailure,
 )
 
 
@@ -71,4 +72,6 @@ def store_error(exc: MailStoreError, missing_code: bytes = b"NONEXISTENT") -> Re
         return Result("NO", b"INUSE", "Mailbox has children; delete them first")
     if isinstance(exc, NoSuchMessage):
         return Result("NO", b"EXPUNGEISSUED", "Some messages were expunged meanwhile")
+    if isinstance(exc, StorageFailure):  # rfc5530:3 a temporary failure; nothing changed
+        return Result("NO", b"UNAVAILABLE", "The mail store is unavailable; try again")
     return Result("NO", b"SERVERBUG", "The mail store could not do that")

@@ -256,6 +256,15 @@ class MemoryMailbox:
     async def structure(self, folder: str, uid: int) -> MessageStructure:
         return self._message(folder, uid).structure
 
+    async def structures(self, folder: str, uids: Sequence[int]) -> dict[int, MessageStructure]:
+        out: dict[int, MessageStructure] = {}
+        for uid in uids:
+            try:
+                out[uid] = self._message(folder, uid).structure
+            except NoSuchMessage:
+                pass
+        return out
+
     async def store_flags(
         self,
         folder: str,

@@ -32,6 +32,17 @@ from merpati.server.listeners import Acceptor
 from merpati.tls import TLSManager
 
 
+def raise_file_limit() -> None:
+    """Every connection is a descriptor and every open account up to six: raise the soft
+    limit to the hard one (systemd's unit sets LimitNOFILE=65536)."""
+    import resource
+
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if soft < hard:
+        with contextlib.suppress(ValueError, OSError):
+            resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
+
+
 def build_app(config: Config) -> App:
     from merpati.mailstore import open_mailstore
 
@@ -111,6 +122,7 @@ async def _set_deliverer(app: App) -> None:
 
 
 async def serve(config: Config) -> int:
+    raise_file_limit()
     app = build_app(config)
     acceptor = Acceptor(app)
     services: list[registry.Service] = []

@@ -32,6 +32,10 @@ async def _load(
     return structure, data
 
 
+# Messages whose structures one store call fetches during a header or body SEARCH.
+STRUCTURE_BATCH = 256
+
+
 async def search(s: Session, cmd: c.Command) -> Result:
     assert isinstance(cmd, c.Search) and s.view is not None and s.mailbox is not None
     view, box = s.view, s.mailbox
@@ -78,9 +82,16 @@ async def search(s: Session, cmd: c.Command) -> Result:
             if matches(key, cand, largest_seq, largest_uid, saved):
                 found.append((seq, uid, cand.info.modseq))
         undecided = missing
-    for start in range(0, len(undecided), CONTENT_BATCH):
-        batch = undecided[start : start + CONTENT_BATCH]
-        loaded = await s.gather(*[_load(box, view.folder, uid, need_data) for _, uid in batch])
+    step = CONTENT_BATCH if need_data else STRUCTURE_BATCH
+    for start in range(0, len(undecided), step):
+        batch = undecided[start : start + step]
+        loaded: list[tuple[MessageStructure, bytes | None] | None]
+        if need_data:
+            loaded = await s.gather(*[_load(box, view.folder, uid, True) for _, uid in batch])
+        else:
+            # Headers only: one store call for the whole batch, not one per message.
+            structs = await box.structures(view.folder, [uid for _, uid in batch])
+            loaded = [(structs[uid], None) if uid in structs else None for _, uid in batch]
         for (seq, uid), got in zip(batch, loaded, strict=True):
             if got is None:
                 continue

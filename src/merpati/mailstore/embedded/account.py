@@ -505,6 +505,30 @@ class Account:
                 )
         return structure
 
+    def structures(self, name: str, uids: list[int]) -> dict[int, MessageStructure]:
+        out: dict[int, MessageStructure] = {}
+        with self.rlock:
+            r = self._reader()
+            row = self._row(r, name)
+            for start in range(0, len(uids), 500):
+                chunk = uids[start : start + 500]
+                marks = ",".join("?" * len(chunk))
+                for uid, data in r.execute(
+                    f"SELECT uid, data FROM structures WHERE folder = ? AND uid IN ({marks})",
+                    (row.id, *chunk),
+                ):
+                    try:
+                        out[uid] = serial.loads(data)
+                    except ValueError:
+                        pass
+        for uid in uids:
+            if uid not in out:
+                try:
+                    out[uid] = self.structure(name, uid)
+                except NoSuchMessage:
+                    pass
+        return out
+
     def used(self) -> int:
         with self.rlock:
             return int(

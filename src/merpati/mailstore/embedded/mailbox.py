@@ -163,6 +163,9 @@ class EmbeddedMailbox:
     async def structure(self, folder: str, uid: int) -> MessageStructure:
         return await self._call(Account.structure, normalise_folder(folder), uid)
 
+    async def structures(self, folder: str, uids: Sequence[int]) -> dict[int, MessageStructure]:
+        return await self._call(Account.structures, normalise_folder(folder), list(uids))
+
     # -- changes ---------------------------------------------------------------------------------
     async def store_flags(
         self,

@@ -601,3 +601,16 @@ def test_two_runners_on_one_queue_deliver_each_message_once(harness: HarnessFact
         assert sorted(rcpts_seen) == sorted(f"u{i}@b.test" for i in range(40))
 
     run(with_sink(harness, body, start=False))
+
+
+def test_a_notice_that_never_goes_through_is_given_up_in_the_end(harness: HarnessFactory) -> None:
+    async def body(h: Harness, sink: FakeSMTP) -> None:
+        h.local.fail_with = RuntimeError
+        qid = await h.store.enqueue(env(), MSG, rcpts("bob@b.test"))
+        h.runner.wake()
+        await wait_until(lambda: h.store.get(qid) is None, 10)
+        tries = [e for e in h.log.named("queue.dsn") if e["result"] == "error"]
+        assert len(tries) >= 2  # retried, then dropped after twice max_queue_time
+
+    sink = FakeSMTP(rcpt_reply=lambda a: b"550 5.1.1 no\r\n")
+    run(with_sink(harness, body, sink, max_queue_time=0.4, delay_warning=100.0, retry=(0.2,)))

@@ -130,3 +130,22 @@ def test_operator_poke_during_an_attempt_wins_over_the_schedule(tmp_path: Path) 
     assert s.claim_due(30.0, 60, 10, set())  # claimed again: the poke is used up
     s.finish(qid, attempts=2, next_attempt=6000.0, warned=False, delete=False)
     assert s.get(qid).next_attempt == 6000.0  # type: ignore[union-attr]
+
+
+def test_a_live_runner_keeps_its_lease_a_reused_pid_does_not(tmp_path: Path) -> None:
+    import socket
+
+    a = QueueStore.open(tmp_path)
+    b = QueueStore.open(tmp_path)  # another runner of this very process
+    q1 = a.enqueue_sync(ENV, b"1", RCPTS, now=10.0)
+    q2 = a.enqueue_sync(ENV, b"2", RCPTS, now=11.0)
+    assert [m.id for m in a.claim_due(20.0, 5000, 1, set())] == [q1]
+    assert b.release_stale_leases(30.0) == 0  # a is alive: its lease stays
+    # q2 leased by "this pid" in an earlier life (another start time): released
+    ghost = f"{socket.gethostname()}:{os.getpid()}:1:dead"
+    with a._fast_tx() as db:
+        db.execute(
+            "UPDATE messages SET lease_owner = ?, lease_until = 9999 WHERE id = ?", (ghost, q2)
+        )
+    assert b.release_stale_leases(30.0) == 1
+    assert [m.id for m in b.claim_due(30.0, 60, 10, set())] == [q2]

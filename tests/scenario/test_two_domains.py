@@ -1,6 +1,7 @@
 """The two-domain scenario, nothing mocked: two ``merpati serve`` processes, a.test on
 127.0.0.2 and b.test on 127.0.0.3, and an authoritative DNS server on 127.0.0.1 serving MX, A
-and TXT for both zones. Real clients: smtplib (submission with STARTTLS + AUTH), poplib or
+and TXT for both zones (the SPF, DKIM and DMARC records ``merpati dns`` says to publish, so
+each side's inbound checks pass on the other's mail). Real clients: smtplib (submission with STARTTLS + AUTH), poplib or
 imaplib to read mailboxes.
 
 alice@a.test writes to bob@b.test; A resolves b.test's MX and delivers to B; bob reads it
@@ -16,6 +17,7 @@ import contextlib
 import email
 import email.policy
 import imaplib
+import json
 import poplib
 import smtplib
 import socket
@@ -42,6 +44,14 @@ def _available(listener: str) -> bool:
         return registry.resolve(registry.LISTENER_FACTORIES[listener]) is not None
     except Exception:
         return False
+
+
+def _available_module(name: str) -> bool:
+    try:
+        __import__(name)
+    except ImportError:
+        return False
+    return True
 
 
 def _readers() -> tuple[str, ...]:
@@ -127,6 +137,19 @@ class Domain:
         return None
 
 
+def _publish_txt(dns: DNSServer, server: MerpatiServer, domain: str) -> None:
+    """Serve the TXT records ``merpati dns DOMAIN`` says to publish (SPF, DKIM, DMARC...)."""
+    records = json.loads(server.cli("dns", domain, "--json").stdout)["records"]
+    by_name: dict[str, list[str]] = {}
+    for r in records:
+        if r["type"] == "TXT":
+            raw = r["value"]
+            chunks = [raw[i : i + 255] for i in range(0, len(raw), 255)]  # rfc1035 strings
+            by_name.setdefault(r["name"], []).append(" ".join(f'"{c}"' for c in chunks))
+    for name, values in by_name.items():
+        dns.set(name, "TXT", values)
+
+
 @pytest.fixture
 def domains(tmp_path: Path) -> Iterator[tuple[Domain, Domain, DNSServer]]:
     if not all(_available(n) for n in ("smtp", "submission")):
@@ -160,12 +183,16 @@ def domains(tmp_path: Path) -> Iterator[tuple[Domain, Domain, DNSServer]]:
             + f'\n[dns]\nnameservers = ["127.0.0.1:{dns.port}"]\ntimeout = "2s"\n'
             + f"\n[delivery]\nport = {other.ports['smtp']}\n"
             + f'source_address = "{ip}"\nretry = ["1s"]\nconnect_timeout = "2s"\n'
+            # only the test's own clients (127.0.0.1) skip the inbound checks, not the peer
+            + '\n[policy]\ntrusted_networks = ["127.0.0.1/32", "::1/128"]\n'
         )
     try:
         a.start()
         b.start()
         a.add_user("alice@a.test", PASSWORD)
         b.add_user("bob@b.test", PASSWORD)
+        for srv, domain in ((a, "a.test"), (b, "b.test")):
+            _publish_txt(dns, srv, domain)
         yield Domain(a, "a.test"), Domain(b, "b.test"), dns
     finally:
         a.stop()
@@ -182,6 +209,10 @@ def test_two_domains(domains: tuple[Domain, Domain, DNSServer]) -> None:
     assert got["From"] == "alice@a.test" and got["Subject"] == "hello bob"
     assert "lunch?" in got.get_payload()
     assert got["Received"]  # B's trace header
+    if _available_module("merpati.trust.hooks"):  # signed by A on the way out (queue hook)
+        assert "d=a.test" in str(got["DKIM-Signature"])
+        results = str(got["Authentication-Results"])  # B checked it against our DNS
+        assert "spf=pass" in results and "dkim=pass" in results and "dmarc=pass" in results
     if "pop3" in _readers() and "imap" in _readers():  # the same message over IMAP too
         fetched = [m for m in b.mailbox("bob@b.test", via="imap") if m["Message-ID"] == mid]
         assert len(fetched) == 1 and fetched[0]["Subject"] == "hello bob"

@@ -504,6 +504,8 @@ class QueueRunner:
         sender = env.mail_from
         dsn_env = dsn_envelope(sender, dsn)
         actions = ",".join(sorted({r.action for r in report}))
+        # A notice that cannot be handed over is retried, but not past twice the queue time.
+        give_up = now - msg.created >= 2 * cfg.delivery.max_queue_time
         deliver = self.deps.deliver()
         try:
             if deliver is not None:
@@ -521,17 +523,17 @@ class QueueRunner:
                     )
                     # A refused DSN is dropped (it cannot bounce); a temporary refusal is
                     # retried while the original is young enough.
-                    return not (temporary and now - msg.created < cfg.delivery.max_queue_time)
+                    return give_up or not temporary
             else:
                 if self.deps.is_local(_domain(sender)):
                     self.deps.log("queue.dsn", id=msg.id, to=sender, result="no_local_delivery")
-                    return False
+                    return give_up
                 await asyncio.to_thread(self.store.enqueue_sync, dsn_env, dsn, dsn_env.recipients)
                 self.wake()
         except Exception as exc:
             self.deps.log(
                 "queue.dsn", id=msg.id, to=sender, result="error", error=type(exc).__name__
             )
-            return False
+            return give_up  # retried on the schedule until the message's time is up
         self.deps.log("queue.dsn", id=msg.id, to=sender, action=actions, result="sent")
         return True

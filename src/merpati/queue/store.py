@@ -179,7 +179,8 @@ class QueueStore:
         self._lock = threading.Lock()
         self._fast = fast
         self._fast_lock = threading.Lock()
-        self.owner = f"{socket.gethostname()}:{os.getpid()}:{secrets.token_hex(4)}"
+        pid = os.getpid()
+        self.owner = f"{socket.gethostname()}:{pid}:{_start_time(pid)}:{secrets.token_hex(4)}"
 
     @classmethod
     def open(cls, data_dir: Path) -> QueueStore:
@@ -359,7 +360,8 @@ class QueueStore:
             )
 
     def release_stale_leases(self, now: float) -> int:
-        """Release leases held by processes of this host that are no longer running."""
+        """Release leases held by processes of this host that are no longer running (a pid
+        that now belongs to another process, after a restart, counts as not running)."""
         host = socket.gethostname()
         released = 0
         with self._fast_tx() as db:
@@ -368,19 +370,16 @@ class QueueStore:
                 " AND lease_until > ?",
                 (now,),
             ).fetchall():
-                parts = str(owner).rsplit(":", 2)
-                if len(parts) != 3 or parts[0] != host or owner == self.owner:
+                parts = str(owner).rsplit(":", 3)
+                if len(parts) != 4 or parts[0] != host or not parts[1].isdigit():
                     continue
-                if not parts[1].isdigit() or not _pid_alive(int(parts[1])):
-                    dead = True
-                else:
-                    dead = int(parts[1]) == os.getpid()  # our pid, an earlier life
-                if dead:
-                    db.execute(
-                        "UPDATE messages SET lease_owner = NULL, lease_until = 0 WHERE id = ?",
-                        (qid,),
-                    )
-                    released += 1
+                pid = int(parts[1])
+                if _pid_alive(pid) and parts[2] == _start_time(pid):
+                    continue
+                db.execute(
+                    "UPDATE messages SET lease_owner = NULL, lease_until = 0 WHERE id = ?", (qid,)
+                )
+                released += 1
         return released
 
     def release(self, ids: list[str]) -> None:
@@ -531,6 +530,17 @@ def _mark_notified(db: sqlite3.Connection, qid: str, idxs: list[int]) -> None:
         "UPDATE recipients SET notified = 1 WHERE message_id = ? AND idx = ?",
         [(qid, i) for i in idxs],
     )
+
+
+def _start_time(pid: int) -> str:
+    """When process ``pid`` started (Linux: clock ticks since boot, /proc/PID/stat field 22);
+    "" where that cannot be read, which then matches any process with that pid."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return ""
+    fields = stat[stat.rfind(")") + 2 :].split()
+    return fields[19] if len(fields) > 19 else ""
 
 
 def _pid_alive(pid: int) -> bool:

@@ -11,6 +11,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from sansio import Client, append, run
 
+from merpati.imap import commands as c
 from merpati.imap.framing import CommandReady, Framer
 from merpati.imap.parse import ParseError
 from merpati.imap.parse.command import parse_command
@@ -54,19 +55,22 @@ def snapshot(store: MemoryMailStore) -> object:
 @settings(max_examples=400, deadline=None)
 @given(st.binary(max_size=200))
 def test_parser_total_on_random_bytes(data: bytes) -> None:
+    # Either it parses into a command with a tag, or it raises ParseError: nothing else.
     try:
-        parse_command(data)
+        cmd = parse_command(data)
     except ParseError:
-        pass
+        return
+    assert isinstance(cmd, c.Command) and cmd.tag
 
 
 @settings(max_examples=400, deadline=None)
 @given(tokens, st.sampled_from([" ", "", "  "]))
 def test_parser_total_on_token_soup(toks: list[str], joiner: str) -> None:
     try:
-        parse_command(_line("a", toks, joiner))
+        cmd = parse_command(_line("a", toks, joiner))
     except ParseError:
-        pass
+        return
+    assert isinstance(cmd, c.Command) and cmd.tag
 
 
 @settings(max_examples=200, deadline=None)

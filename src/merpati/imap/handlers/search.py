@@ -10,7 +10,7 @@ from typing import TYPE_CHECKING
 from merpati.imap import commands as c
 from merpati.imap.parse.seqset import uid_set
 from merpati.imap.responses import Result, no, ok
-from merpati.imap.search import Candidate, matches, needs, prefilter
+from merpati.imap.search import Candidate, compile_key, needs, prefilter
 from merpati.mailstore.api import Mailbox, NoSuchMessage
 from merpati.mime.structure import MessageStructure
 
@@ -51,6 +51,7 @@ async def search(s: Session, cmd: c.Command) -> Result:
     found: list[tuple[int, int, int]] = []  # (seq, uid, modseq)
     key = prog.key
     content = need_struct or need_data
+    match = compile_key(key, largest_seq, largest_uid, saved)
     # Phase 1, metadata only: one reused Candidate (100,000 messages, no allocation each).
     undecided: list[tuple[int, int]] = []
     reused = Candidate(0, 0, view.info[view.uids[0]], False) if view.uids else None
@@ -61,7 +62,7 @@ async def search(s: Session, cmd: c.Command) -> Result:
         cand.seq, cand.uid, cand.info, cand.recent = seq, uid, info, uid in view.recent
         verdict = prefilter(key, cand, largest_seq, largest_uid, saved) if content else None
         if not content:
-            verdict = matches(key, cand, largest_seq, largest_uid, saved)
+            verdict = match(cand)
         if verdict is None:
             if uid not in view.pending_expunge:
                 undecided.append((seq, uid))
@@ -79,7 +80,7 @@ async def search(s: Session, cmd: c.Command) -> Result:
                 missing.append((seq, uid))
                 continue
             cand = Candidate(seq, uid, view.info[uid], uid in view.recent, fields=fields)
-            if matches(key, cand, largest_seq, largest_uid, saved):
+            if match(cand):
                 found.append((seq, uid, cand.info.modseq))
         undecided = missing
     step = CONTENT_BATCH if need_data else STRUCTURE_BATCH
@@ -97,7 +98,7 @@ async def search(s: Session, cmd: c.Command) -> Result:
                 continue
             cache.put((account, view.folder, view.uidvalidity, uid), got[0].search_headers)
             cand = Candidate(seq, uid, view.info[uid], uid in view.recent, got[0], got[1])
-            if matches(key, cand, largest_seq, largest_uid, saved):
+            if match(cand):
                 found.append((seq, uid, cand.info.modseq))
     found.sort()
     numbers = [uid if cmd.uid else seq for seq, uid, _ in found]

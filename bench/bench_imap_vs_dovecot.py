@@ -30,10 +30,11 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from reference_dovecot import Dovecot, available, fill_maildir, tree_rss_kib
+from reference_dovecot import Dovecot, available, fill_maildir, free_port, tree_rss_kib
 
 ROOT = Path(__file__).resolve().parent.parent
 PASSWORD = "bench-password-1"
@@ -180,10 +181,9 @@ async def mix(port: int, clients: int, seconds: float, messages: int) -> tuple[i
     return len(latencies), latencies
 
 
-async def idle_memory(port: int, pid: int, count: int, rss: object) -> float:
-    measure = rss  # a callable returning KiB
-    assert callable(measure)
-    before = measure()
+async def idle_memory(port: int, count: int, rss: Callable[[], int]) -> float:
+    """RSS growth (``rss()`` in KiB) per authenticated connection idling in INBOX."""
+    before = rss()
     conns: list[Client] = []
     for start in range(0, count, 100):
         batch = await asyncio.gather(*(login(port, MIX) for _ in range(min(100, count - start))))
@@ -192,14 +192,14 @@ async def idle_memory(port: int, pid: int, count: int, rss: object) -> float:
             c.w.write(b"i IDLE\r\n")
         conns.extend(batch)
     await asyncio.sleep(1.0)
-    after = measure()
+    after = rss()
     for c in conns:
         await c.close()
     return (after - before) / count
 
 
 def run_merpati(base: Path, maildirs: dict[str, Path]) -> tuple[subprocess.Popen[bytes], int]:
-    port = _free_port()
+    port = free_port()
     data = base / "data"
     cfg = base / "merpati.toml"
     off = "".join(
@@ -230,12 +230,6 @@ def run_merpati(base: Path, maildirs: dict[str, Path]) -> tuple[subprocess.Popen
     return proc, port
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
 def _wait_port(port: int) -> None:
     deadline = time.monotonic() + 60
     while time.monotonic() < deadline:
@@ -247,7 +241,7 @@ def _wait_port(port: int) -> None:
     raise RuntimeError(f"nothing listens on {port}")
 
 
-def report(name: str, port: int, pid: int, rss: object, args: argparse.Namespace) -> None:
+def report(name: str, port: int, rss: Callable[[], int], args: argparse.Namespace) -> None:
     sel, fetch = asyncio.run(timings(port))
     print(
         f"{name}: SELECT {args.big} msgs {sel * 1000:.1f} ms; "
@@ -266,7 +260,7 @@ def report(name: str, port: int, pid: int, rss: object, args: argparse.Namespace
         )
     if args.idle:
         try:
-            per = asyncio.run(idle_memory(port, pid, args.idle, rss))
+            per = asyncio.run(idle_memory(port, args.idle, rss))
             print(f"{name}: {args.idle} idle connections: {per:.1f} KiB each", flush=True)
         except (OSError, RuntimeError) as exc:
             print(f"{name}: idle connections failed: {exc!r}", flush=True)
@@ -297,7 +291,7 @@ def main() -> None:
             (base / "m").mkdir()
             proc, port = run_merpati(base / "m", dirs)
             try:
-                report("merpati", port, proc.pid, lambda: tree_rss_kib(proc.pid), args)
+                report("merpati", port, lambda: tree_rss_kib(proc.pid), args)
             finally:
                 proc.terminate()
                 proc.wait(30)
@@ -311,8 +305,7 @@ def main() -> None:
             d = Dovecot(dbase, {BIG: PASSWORD, MIX: PASSWORD})
             d.start()
             try:
-                assert d.proc is not None
-                report("dovecot", d.imap_port, d.proc.pid, d.rss_kib, args)
+                report("dovecot", d.imap_port, d.rss_kib, args)
             finally:
                 d.stop()
 

@@ -34,7 +34,7 @@ def available() -> str | None:
     return None
 
 
-def _free_port() -> int:
+def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return int(s.getsockname()[1])
@@ -83,8 +83,8 @@ class Dovecot:
     def __init__(self, base: Path, users: dict[str, str]) -> None:
         self.base = base
         self.users = users
-        self.imap_port = _free_port()
-        self.pop3_port = _free_port()
+        self.imap_port = free_port()
+        self.pop3_port = free_port()
         self.proc: subprocess.Popen[bytes] | None = None
         self.mail_user = pwd.getpwnam("nobody")
 

@@ -82,7 +82,6 @@ def test_connection_limit_per_ip(server_factory: ServerFactory) -> None:
 def test_sighup_reloads_certificate(server_factory: ServerFactory, tmp_path: Path) -> None:
     from merpati.tls import create_self_signed
 
-    pytest.importorskip("merpati.imap.server", reason="needs the imaps listener")
     cert, key = tmp_path / "c.pem", tmp_path / "k.pem"
     create_self_signed("one.example", cert, key)
     srv = server_factory(listeners=("http", "imaps"), tls_extra=f'cert = "{cert}"\nkey = "{key}"\n')
@@ -107,7 +106,6 @@ def test_sighup_reloads_certificate(server_factory: ServerFactory, tmp_path: Pat
 
 @pytest.mark.filterwarnings("ignore::DeprecationWarning")
 def test_tls_minimum_is_1_2(server_factory: ServerFactory) -> None:
-    pytest.importorskip("merpati.imap.server", reason="needs the imaps listener")
     srv = server_factory(listeners=("http", "imaps"))
     ctx = MerpatiServer.client_tls_context()
     ctx.minimum_version = ssl.TLSVersion.TLSv1

@@ -2,8 +2,8 @@
 
 The real ``build_app`` (account store, authenticator, TLS manager, the configured mail store)
 and the real ``Acceptor`` run on an event loop in a background thread; clients (smtplib,
-aiosmtplib, raw sockets) connect over 127.0.0.1. The outbound queue is not built yet, so
-``RecordingQueue`` stands in for it: it keeps what was enqueued so tests can check it.
+aiosmtplib, raw sockets) connect over 127.0.0.1. ``RecordingQueue`` stands in for the
+outbound queue: it keeps what was enqueued so tests can check it.
 """
 
 from __future__ import annotations

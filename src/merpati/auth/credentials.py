@@ -93,7 +93,3 @@ class Authenticator:
             raise
         finally:
             del self._inflight[key]
-
-    def forget(self, account: str) -> None:
-        """Drop cached successes of one account (the database check already does it)."""
-        self._cache = {k: v for k, v in self._cache.items() if v[0] != account}

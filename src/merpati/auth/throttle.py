@@ -57,6 +57,3 @@ class Throttle:
 
     def success(self, ip: str, account: str) -> None:
         self._by_account.pop(account, None)
-
-    def failures(self, ip: str) -> int:
-        return self._get(self._by_ip, ip).failures

@@ -3,14 +3,13 @@
 from __future__ import annotations
 
 import argparse
-from collections.abc import Callable
-from pathlib import Path
-from typing import Any, cast
+from typing import Any
 
 from merpati.address import display_domain
 from merpati.cli.common import open_accounts
 from merpati.config import Config
-from merpati.server.registry import resolve
+from merpati.errors import OperationalError
+from merpati.trust import dkim_keys
 
 
 def register(sub: Any) -> None:
@@ -30,16 +29,10 @@ def register(sub: Any) -> None:
     rot.set_defaults(func=_rotate)
 
 
-def _dkim(name: str) -> Callable[[Path, str], list[str]] | None:
-    fn = resolve(f"merpati.trust.dkim_keys:{name}")
-    return cast("Callable[[Path, str], list[str]] | None", fn)
-
-
 def _add(args: argparse.Namespace, config: Config) -> int:
     accounts = open_accounts(config)
     d = accounts.add_domain(args.domain)
-    create = _dkim("create_keys")
-    selectors = create(config.data_dir, d) if create else []
+    selectors = dkim_keys.create_keys(config.data_dir, d)
     extra = f" (DKIM selectors: {', '.join(selectors)})" if selectors else ""
     print(f"domain {d} added{extra}; publish its DNS records: merpati dns {d}")
     return 0
@@ -59,15 +52,10 @@ def _list(args: argparse.Namespace, config: Config) -> int:
 
 
 def _rotate(args: argparse.Namespace, config: Config) -> int:
-    from merpati.errors import OperationalError
-
     accounts = open_accounts(config)
     if not accounts.is_local_domain(args.domain):
         raise OperationalError(f"unknown domain {args.domain}")
-    rotate = _dkim("rotate")
-    if rotate is None:
-        raise OperationalError("DKIM support is not installed")
-    selectors = rotate(config.data_dir, args.domain)
+    selectors = dkim_keys.rotate(config.data_dir, args.domain)
     print(
         f"DKIM selectors of {args.domain}: {', '.join(selectors)};"
         f" publish: merpati dns {args.domain}"

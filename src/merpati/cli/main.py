@@ -16,7 +16,7 @@ from typing import Any
 from merpati.config import ConfigError, find_config_path, load_config
 from merpati.errors import OperationalError, UsageError
 
-# Modules that add commands; a module that does not exist yet is skipped.
+# Modules that add commands, each with ``register(subparsers)``.
 COMMAND_MODULES: tuple[str, ...] = (
     "merpati.cli.serve",
     "merpati.cli.quickstart",
@@ -41,26 +41,23 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
     sub.required = True
     for name in COMMAND_MODULES:
-        try:
-            module = importlib.import_module(name)
-        except ModuleNotFoundError as exc:
-            if exc.name and name.startswith(exc.name):
-                continue
-            raise
-        module.register(sub)
+        importlib.import_module(name).register(sub)
+    for command in sub.choices.values():
+        _accept_config_after(command)
     return parser
 
 
-def _add_config_option(parser: argparse.ArgumentParser) -> None:
-    # --config is accepted after the command too: `merpati user add X --config F`.
+def _accept_config_after(parser: argparse.ArgumentParser) -> None:
+    """--config is accepted after the command too: `merpati user add X --config F`."""
     parser.add_argument("--config", dest="config_sub", default=None, help=argparse.SUPPRESS)
+    for action in parser._actions:
+        if isinstance(action, argparse._SubParsersAction):
+            for p in action.choices.values():
+                _accept_config_after(p)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
-    for action in parser._subparsers._group_actions if parser._subparsers else []:
-        for p in getattr(action, "choices", {}).values():
-            _walk_add_config(p)
     args = parser.parse_args(argv)
     func: Callable[[argparse.Namespace, Any], int] = args.func
     try:
@@ -77,12 +74,3 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 1
     except KeyboardInterrupt:
         return 130
-
-
-def _walk_add_config(parser: argparse.ArgumentParser) -> None:
-    if not any(a.dest == "config_sub" for a in parser._actions):
-        _add_config_option(parser)
-    for action in parser._actions:
-        if isinstance(action, argparse._SubParsersAction):
-            for p in action.choices.values():
-                _walk_add_config(p)

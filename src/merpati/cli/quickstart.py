@@ -10,7 +10,6 @@ interfaces for a real deployment.
 from __future__ import annotations
 
 import argparse
-import dataclasses
 import os
 from pathlib import Path
 from typing import Any
@@ -22,7 +21,8 @@ from merpati.clientsettings import client_settings
 from merpati.config import Config, find_config_path, load_config
 from merpati.errors import OperationalError, UsageError
 from merpati.mailstore.api import MailStore
-from merpati.server.registry import resolve
+from merpati.trust import dkim_keys
+from merpati.trust.records import zone_lines
 
 _PUBLIC_LISTEN = """[listen]
 smtp = ["0.0.0.0:25", "[::]:25"]
@@ -69,19 +69,6 @@ def _config_text(hostname: str, public: bool) -> str:
     return text
 
 
-def dns_lines(config: Config, domain: str) -> list[str]:
-    """Zone-file lines to publish (the trust package gives the full set when installed)."""
-    records = resolve("merpati.trust.records:zone_lines")
-    if records is not None:
-        lines = records(config, domain)
-        assert isinstance(lines, list)
-        return [str(x) for x in lines]
-    return [
-        f"{domain}. IN MX 10 {config.hostname}.",
-        f'{domain}. IN TXT "v=spf1 mx -all"',
-    ]
-
-
 def _quickstart(args: argparse.Namespace, config: Config) -> int:
     try:
         addr = parse_address(args.address)
@@ -106,9 +93,7 @@ def _quickstart(args: argparse.Namespace, config: Config) -> int:
     accounts = open_accounts(config)
     if not accounts.is_local_domain(domain):
         accounts.add_domain(domain)
-        create = resolve("merpati.trust.dkim_keys:create_keys")
-        if create is not None:
-            create(config.data_dir, domain)
+        dkim_keys.create_keys(config.data_dir, domain)
     password = read_password_stdin() if args.password_stdin else generate_password()
     account = accounts.add_account(str(addr), password)
 
@@ -120,7 +105,7 @@ def _quickstart(args: argparse.Namespace, config: Config) -> int:
     if not args.password_stdin:
         print(f"password: {password}   (shown once)")
     print("\nDNS records to publish for " + domain + ":\n")
-    for line in dns_lines(dataclasses.replace(config), domain):
+    for line in zone_lines(config, domain):
         print("  " + line)
     print("\nclient settings:\n")
     print(client_settings(config, account.address))

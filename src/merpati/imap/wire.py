@@ -45,7 +45,3 @@ def astring(data: bytes, utf8: bool = False) -> bytes:
 
 def literal(data: bytes, binary: bool = False) -> bytes:
     return (b"~{%d}\r\n" if binary else b"{%d}\r\n") % len(data) + data
-
-
-def text_str(value: str, utf8: bool = False) -> bytes:
-    return string(value.encode("utf-8"), utf8)

@@ -34,12 +34,11 @@ class LineReader:
     (pipelined commands, rfc2449:6.6) are bounded by what the transport feeds per read.
     """
 
-    __slots__ = ("_buf", "_discarding", "_pending_too_long", "limit")
+    __slots__ = ("_buf", "_discarding", "limit")
 
     def __init__(self, limit: int = COMMAND_LINE_LIMIT) -> None:
         self._buf = bytearray()
         self._discarding = False
-        self._pending_too_long = False
         self.limit = limit
 
     def feed(self, data: bytes) -> None:
@@ -50,7 +49,6 @@ class LineReader:
         be acted on once TLS is up)."""
         self._buf.clear()
         self._discarding = False
-        self._pending_too_long = False
 
     @property
     def buffered(self) -> int:

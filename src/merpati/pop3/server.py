@@ -266,12 +266,7 @@ class _Run:
         conn = self.conn
         conn.pause_reading()  # before "+OK": the ClientHello must wait in the kernel
         await self.flush()
-        # rfc2595:4 anything the client pipelined after STLS arrived in the clear before the
-        # handshake and must never be taken as a command under TLS: drop it.
-        pending = getattr(conn.reader, "_buffer", None)
-        if isinstance(pending, bytearray):
-            pending.clear()
-        try:
+        try:  # start_tls drops what the client pipelined in the clear (rfc2595:4)
             await conn.start_tls()
         except (ssl.SSLError, OSError, TimeoutError, RuntimeError):
             session.tls_failed()

@@ -403,10 +403,6 @@ class QueueStore:
         with self._fast_tx() as db:
             _record(db, qid, updates)
 
-    def mark_notified(self, qid: str, idxs: list[int]) -> None:
-        with self._fast_tx() as db:
-            _mark_notified(db, qid, idxs)
-
     def finish(
         self,
         qid: str,

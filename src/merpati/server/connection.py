@@ -1,8 +1,9 @@
 """One accepted client connection, handed by the listener registry to a protocol handler.
 
 The protocol's transport reads and writes through ``reader``/``writer`` and upgrades with
-``start_tls()`` (asyncio's public ``StreamWriter.start_tls``; STARTTLS/STLS). Nothing buffered
-before the upgrade survives it: the caller must discard its own buffer (rfc3207:4.2).
+``start_tls()`` (asyncio's public ``StreamWriter.start_tls``; STARTTLS/STLS). Nothing read
+before the upgrade survives it: ``start_tls`` drops what the stream reader holds, and the
+caller drops its own buffer (rfc3207:4.2, rfc2595:4).
 """
 
 from __future__ import annotations
@@ -51,6 +52,12 @@ class Connection:
         Call ``pause_reading()`` before sending the go-ahead reply."""
         if self.tls_context is None:
             raise RuntimeError("no TLS context for this listener")
+        # rfc3207:4.2 / rfc2595:4 what a client pipelined after STARTTLS arrived in the clear
+        # and must never be taken as a command under TLS; asyncio keeps the stream reader's
+        # buffer across start_tls and offers no public way to empty it.
+        buffered = getattr(self.reader, "_buffer", None)
+        if isinstance(buffered, bytearray):
+            buffered.clear()
         await asyncio.wait_for(
             self.writer.start_tls(self.tls_context, ssl_handshake_timeout=timeout), timeout
         )

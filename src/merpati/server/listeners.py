@@ -41,18 +41,14 @@ class Acceptor:
     def _implicit_context(self) -> ssl.SSLContext:
         """A context whose SNI callback swaps in the TLS manager's current context."""
         tls = self.app.tls
-        base = tls.server_context()
         dispatcher = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
         dispatcher.minimum_version = ssl.TLSVersion.TLSv1_2
         dispatcher.load_cert_chain(tls.cert_path, tls.key_path)
 
         def pick(sock: ssl.SSLObject, name: str | None, ctx: ssl.SSLContext) -> None:
-            current = tls.server_context()
-            if current is not ctx:
-                sock.context = current
+            sock.context = tls.server_context()
 
         dispatcher.sni_callback = pick
-        del base
         return dispatcher
 
     async def bind(

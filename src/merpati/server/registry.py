@@ -7,7 +7,8 @@ the protocol's own "busy" reply), does implicit TLS, and hands each accepted ``C
 the spec's handler. Background services (the queue runner) are ``async def start(app) ->
 Service`` factories.
 
-A factory whose module is not installed yet is reported at start and its listener stays off.
+The tables name factories by import path, not by object, so that this module (which the
+protocol packages import for ``ListenerSpec``) imports none of them.
 """
 
 from __future__ import annotations
@@ -56,16 +57,10 @@ SERVICE_FACTORIES: tuple[str, ...] = (
 )
 
 
-def resolve(path: str) -> Callable[..., object] | None:
-    """Import "module:attr"; None if the module does not exist (not built yet)."""
+def resolve(path: str) -> Callable[..., object]:
+    """Import "module:attr"."""
     module_name, attr = path.split(":")
-    try:
-        module = importlib.import_module(module_name)
-    except ModuleNotFoundError as exc:
-        if exc.name and module_name.startswith(exc.name):
-            return None
-        raise
-    fn = getattr(module, attr)
+    fn = getattr(importlib.import_module(module_name), attr)
     if not callable(fn):
         raise TypeError(f"{path} is not callable")
     return fn  # type: ignore[no-any-return]

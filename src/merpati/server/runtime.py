@@ -24,6 +24,7 @@ from merpati.auth.credentials import Authenticator
 from merpati.auth.passwords import generate_password
 from merpati.clientsettings import client_settings
 from merpati.config import Config
+from merpati.delivery.deliver import make_deliverer
 from merpati.errors import OperationalError
 from merpati.logging import EventLog
 from merpati.metrics import Metrics
@@ -106,19 +107,9 @@ def drop_privileges(app: App) -> None:
 async def _start_services(app: App) -> list[registry.Service]:
     services: list[registry.Service] = []
     for path in registry.SERVICE_FACTORIES:
-        factory = registry.resolve(path)
-        if factory is None:
-            app.log.event("service.absent", service=path)
-            continue
-        start = cast(Callable[[App], Awaitable[registry.Service]], factory)
+        start = cast(Callable[[App], Awaitable[registry.Service]], registry.resolve(path))
         services.append(await start(app))
     return services
-
-
-async def _set_deliverer(app: App) -> None:
-    factory = registry.resolve("merpati.delivery.deliver:make_deliverer")
-    if factory is not None:
-        app.deliver = factory(app)  # type: ignore[assignment]
 
 
 async def serve(config: Config) -> int:
@@ -128,17 +119,13 @@ async def serve(config: Config) -> int:
     services: list[registry.Service] = []
     try:
         await bootstrap_first_start(app)
-        await _set_deliverer(app)
+        app.deliver = make_deliverer(app)
         services = await _start_services(app)
         for name, path in registry.LISTENER_FACTORIES.items():
             addresses = getattr(config.listen, name)
             if not addresses:
                 continue
-            factory = registry.resolve(path)
-            if factory is None:
-                app.log.event("listener.absent", listener=name)
-                continue
-            spec = cast(registry.ListenerSpec, factory(app))
+            spec = cast(registry.ListenerSpec, registry.resolve(path)(app))
             await acceptor.bind(name, spec, addresses)
         drop_privileges(app)
     except BaseException:

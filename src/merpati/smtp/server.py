@@ -259,11 +259,6 @@ class SmtpConnection:
 
     async def _start_tls(self) -> None:
         self.conn.pause_reading()  # before "220 Ready": the ClientHello must wait in the kernel
-        # rfc3207:4.2 nothing read before the handshake may be used after it: drop what the
-        # stream reader already holds (asyncio keeps it across start_tls).
-        buffered = getattr(self.conn.reader, "_buffer", None)
-        if isinstance(buffered, bytearray):
-            buffered.clear()
         await self._flush(final=True)
         try:
             await self.conn.start_tls(timeout=self.limits.command_timeout)

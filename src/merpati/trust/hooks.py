@@ -25,7 +25,7 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING
 
 from merpati.delivery.api import Envelope
-from merpati.server.registry import resolve
+from merpati.queue.signing import set_signer
 from merpati.trust import dnsbl
 from merpati.trust.ratelimit import CONNECTION_RATE_REPLY, controls_for
 
@@ -135,8 +135,7 @@ async def check_message(
     if verdict.disposition == "reject" and cfg.policy.dmarc_reject:
         from merpati.smtp import replies
 
-        text = f"Message refused by the DMARC policy of {verdict.dmarc.from_domain}"
-        return replies.reply(550, "5.7.1", text), envelope, data
+        return replies.reply(550, "5.7.1", verdict.reject_text), envelope, data
     message = verdict.apply(data, cfg.hostname)
     if verdict.disposition in ("quarantine", "reject"):
         envelope = dataclasses.replace(envelope, extra={**envelope.extra, "folder": JUNK_FOLDER})
@@ -212,15 +211,12 @@ class _TrustService:
 
 
 async def start_trust(app: App) -> _TrustService:
-    """Install the DKIM signer into the outbound queue (when the queue package is there);
-    on stop, remove it and close the greylist database."""
-    set_signer = resolve("merpati.queue.signing:set_signer")
-    if set_signer is not None:
-        set_signer(make_signer(app))
+    """Install the DKIM signer into the outbound queue; on stop, remove it and close the
+    greylist database."""
+    set_signer(make_signer(app))
 
     def uninstall() -> None:
-        if set_signer is not None:
-            set_signer(None)
+        set_signer(None)
         grey = controls_for(app).greylist
         if grey is not None:
             grey.close()

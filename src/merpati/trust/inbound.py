@@ -8,7 +8,7 @@ message bytes are complete and before they are handed to ``deliver``)::
     verdict = await check_inbound(message, mail_from, helo, client_ip, config.hostname,
                                   config.dns)
     if verdict.disposition == "reject" and config.policy.dmarc_reject:
-        reply 550 5.7.1 verdict.reject_text
+        reply 550 5.7.1 with verdict.reject_text
     message = verdict.apply(message, config.hostname)   # strip forged A-R, prepend ours
     deliver(...); if verdict.disposition == "quarantine": file into Junk
 
@@ -62,8 +62,8 @@ class InboundVerdict:
 
     @property
     def reject_text(self) -> str:
-        """Reply text for 550 5.7.1 (no exception text, only the public verdict)."""
-        return f"5.7.1 Message refused by the DMARC policy of {self.dmarc.from_domain}"
+        """Text of the 550 5.7.1 reply (no exception text, only the public verdict)."""
+        return f"Message refused by the DMARC policy of {self.dmarc.from_domain}"
 
     def apply(self, message: bytes, authserv_id: str) -> bytes:
         """``message`` without A-R fields claiming ``authserv_id`` and with ours on top."""

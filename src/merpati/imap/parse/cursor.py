@@ -26,9 +26,6 @@ class Cursor:
     def peek(self, n: int = 1) -> bytes:
         return self.buf[self.pos : self.pos + n]
 
-    def peek_upper(self, n: int) -> bytes:
-        return self.buf[self.pos : self.pos + n].upper()
-
     def startswith_ci(self, word: bytes) -> bool:
         """True when the next bytes are ``word`` (ASCII case-insensitive)."""
         return self.buf[self.pos : self.pos + len(word)].upper() == word

@@ -145,22 +145,23 @@ class Account:
     def connected(self) -> bool:
         return self._w is not None or self._r is not None
 
+    def _open(self, conn: sqlite3.Connection | None) -> sqlite3.Connection:
+        """``conn``, or a new connection to the index when there is none yet."""
+        self.last_used = time.monotonic()
+        if conn is not None:
+            return conn
+        if self._closed:
+            raise StorageFailure("the mail store is closed")
+        return connect(self.root / INDEX_NAME)
+
     def _writer(self) -> sqlite3.Connection:
         """The writer connection; the caller holds ``wlock``."""
-        self.last_used = time.monotonic()
-        if self._w is None:
-            if self._closed:
-                raise StorageFailure("the mail store is closed")
-            self._w = connect(self.root / INDEX_NAME)
+        self._w = self._open(self._w)
         return self._w
 
     def _reader(self) -> sqlite3.Connection:
         """The reader connection; the caller holds ``rlock``."""
-        self.last_used = time.monotonic()
-        if self._r is None:
-            if self._closed:
-                raise StorageFailure("the mail store is closed")
-            self._r = connect(self.root / INDEX_NAME)
+        self._r = self._open(self._r)
         return self._r
 
     def current_index_id(self) -> tuple[int, int] | None:

@@ -191,11 +191,6 @@ def write_keywords_file(folder_dir: Path, keywords: dict[int, str]) -> None:
     os.replace(tmp, folder_dir / KEYWORDS_FILE)
 
 
-def size_from_filename(name: str) -> int | None:
-    m = re.search(r",S=(\d+)", name)
-    return int(m.group(1)) if m else None
-
-
 def tmp_owner_dead(name: str) -> bool:
     """Whether a tmp/ file was left by a process of this host that no longer runs."""
     m = re.match(r"\d+\.M\d+P(\d+)Q\d+R[0-9a-f]+\.([^,:]+)", name)

@@ -21,7 +21,6 @@ from pathlib import Path
 from merpati.mailstore.api import DEFAULT_FOLDERS
 from merpati.mailstore.embedded.layout import (
     KEYWORD_LETTERS,
-    SUBDIRS,
     UIDVALIDITY_FILE,
     folder_dirname,
     folder_name,
@@ -274,8 +273,3 @@ def sync_folder(conn: sqlite3.Connection, root: Path, row: FolderRow) -> int:
         (uidnext, modseq, new_mtime, cur_mtime, row.id),
     )
     return delta
-
-
-def ensure_dirs(root: Path) -> None:
-    for sub in SUBDIRS:
-        (root / sub).mkdir(parents=True, exist_ok=True)

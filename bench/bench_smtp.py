@@ -214,8 +214,7 @@ async def main() -> None:
     await acceptor.bind("smtp", mx_listener(app), (ListenAddress("127.0.0.1", port),))
     await asyncio.Event().wait()
 
-import uvloop
-uvloop.run(main())
+asyncio.run(main())  # the server runs on the stdlib loop, as merpati serve does
 """
 
 

@@ -15,9 +15,11 @@ import ssl
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import TypeVar
 
+T = TypeVar("T")
 SRC = Path(__file__).resolve().parent.parent / "src"
 LISTENERS = ("smtp", "submission", "submissions", "imap", "imaps", "pop3", "pop3s", "http")
 
@@ -27,6 +29,24 @@ def free_port(host: str = "127.0.0.1") -> int:
     with socket.socket(family, socket.SOCK_STREAM) as s:
         s.bind((host, 0))
         return int(s.getsockname()[1])
+
+
+def eventually(check: Callable[[], T], timeout: float = 10.0, interval: float = 0.05) -> T:
+    """``check()`` until it returns a true value without raising AssertionError; mail taken by
+    SMTP reaches its mailbox a moment after the ``250`` (the intake journal delivers it)."""
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            result = check()
+        except AssertionError:
+            if time.monotonic() >= deadline:
+                raise
+        else:
+            if result:
+                return result
+            if time.monotonic() >= deadline:
+                raise AssertionError(f"not true within {timeout} s: {result!r}")
+        time.sleep(interval)
 
 
 def merpati_env() -> dict[str, str]:

@@ -13,7 +13,7 @@ from merpati.config import Config
 if TYPE_CHECKING:
     from merpati.accounts.store import AccountStore
     from merpati.auth.credentials import Authenticator
-    from merpati.delivery.api import Deliverer, OutboundQueue
+    from merpati.delivery.api import Deliverer, Intake, OutboundQueue
     from merpati.logging import EventLog
     from merpati.mailstore.api import MailStore
     from merpati.metrics import Metrics
@@ -32,4 +32,5 @@ class App:
     # Set by the delivery and queue packages at start-up.
     queue: OutboundQueue | None = None
     deliver: Deliverer | None = None
+    intake: Intake | None = None  # the intake journal, when serving (merpati.delivery.intake)
     stopping: asyncio.Event = field(default_factory=asyncio.Event)

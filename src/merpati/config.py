@@ -198,6 +198,8 @@ class LimitsConfig:
     # rfc2449:6.5 minimum time between POP3 logins of one account; 0: none (not advertised).
     pop3_login_delay: float = _field(0.0, "duration")
     shutdown_grace: float = _field(10.0, "duration")
+    # Accepted bytes waiting in the intake journal for their mailboxes; past it SMTP waits.
+    intake_backlog: int = _field(64 * 1024**2, "size", "accepted bytes awaiting delivery")
 
 
 @dataclass(frozen=True, slots=True)

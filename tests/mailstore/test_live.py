@@ -8,6 +8,7 @@ import smtplib
 import threading
 from pathlib import Path
 
+from harness import eventually
 from merpati.mailstore.embedded import EmbeddedMailStore
 from merpati.mailstore.embedded.layout import account_dir
 
@@ -43,7 +44,7 @@ def test_backup_while_mail_arrives_and_restore(server, tmp_path: Path) -> None: 
     before: list[int] = []
     _send(server.host, server.ports["smtp"], 0, 10, before)
     inbox = account_dir(Path(server.data_dir) / "mail", ALICE)
-    assert len(list((inbox / "new").iterdir())) == 10  # Maildir, unflagged: new/
+    eventually(lambda: len(list((inbox / "new").iterdir())) == 10)  # Maildir, unflagged: new/
 
     during: list[int] = []
     sender = threading.Thread(

@@ -12,7 +12,7 @@ from collections.abc import Callable
 
 import pytest
 
-from harness import MerpatiServer
+from harness import MerpatiServer, eventually
 
 ALICE, PASSWORD = "alice@example.org", "two-servers-pw-1"
 PER_SERVER = 15
@@ -72,12 +72,17 @@ def test_two_servers_share_one_data_dir(server_factory: Callable[..., MerpatiSer
     for t in threads:
         t.join(timeout=120)
     assert not errors
-    m.noop()
-    typ, data = m.uid("SEARCH", "ALL")
-    assert typ == "OK"
-    uids = [int(u) for u in data[0].split()]
+
+    def all_there() -> list[int]:
+        typ, data = m.uid("SEARCH", "ALL")
+        assert typ == "OK"
+        uids = [int(u) for u in data[0].split()]
+        return uids if len(uids) == 2 * PER_SERVER + 1 else []
+
+    uids = eventually(all_there)
     assert uids == list(range(1, 2 * PER_SERVER + 2))  # unique, none lost, none reused
     typ, data = m.fetch(f"1:{len(uids)}", "(BODY.PEEK[HEADER.FIELDS (SUBJECT)])")
+    assert typ == "OK"
     subjects = {part[1].strip() for part in data if isinstance(part, tuple)}
     assert len(subjects) == 2 * PER_SERVER + 1
     m.logout()

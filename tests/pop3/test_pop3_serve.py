@@ -11,7 +11,7 @@ from collections.abc import Callable
 
 import pytest
 
-from harness import MerpatiServer
+from harness import MerpatiServer, eventually
 
 POP3_ONLY = ("pop3", "pop3s")
 QUICK_STOP = '[limits]\nshutdown_grace = "1s"\n'
@@ -91,6 +91,7 @@ def test_smtp_delivery_then_pop3(server_factory: Callable[..., MerpatiServer]) -
     imap = imaplib.IMAP4(*srv.address("imap"), timeout=10)
     imap.login("erin@example.org", password)
     imap.select("INBOX")
+    eventually(lambda: imap.status("INBOX", "(MESSAGES)")[1][0].endswith(b"(MESSAGES 2)"))
     client = login()
     assert client.stat()[0] == 2
     first_uidls = client.uidl()[1]
@@ -99,6 +100,7 @@ def test_smtp_delivery_then_pop3(server_factory: Callable[..., MerpatiServer]) -
         assert text.endswith(b"\r\n\r\n" + bodies[n - 1])
         assert b"Received: " in text
     send(2)
+    eventually(lambda: b"UIDNEXT 4" in imap.status("INBOX", "(UIDNEXT)")[1][0])
     assert client.stat()[0] == 2, "the maildrop is the INBOX as it was at login"
     client.dele(1)
     imap.noop()

@@ -73,5 +73,12 @@ class OutboundQueue(Protocol):
         ...
 
 
+class Intake(Protocol):
+    async def accept(self, envelope: Envelope, message: bytes) -> str:
+        """Durably journal the message for delivery; return its intake id. Returns only
+        when the message is fsynced; raises if it could not be."""
+        ...
+
+
 class Deliverer(Protocol):
     async def __call__(self, envelope: Envelope, message: bytes) -> DeliveryReport: ...

@@ -36,6 +36,7 @@ from merpati.mailstore.api import (
 )
 from merpati.trust import hooks as trust_hooks
 
+DELIVERY_KEY = "delivery_key"  # Envelope.extra: makes the mailbox writes idempotent
 _OK = (250, "2.0.0", "Delivered")
 _QUEUED = (250, "2.0.0", "Queued")
 _UNKNOWN = (550, "5.1.1", "No such user here")
@@ -78,16 +79,17 @@ def make_deliverer(app: App) -> Deliverer:
         if accounts:
             data = trace_prefix(envelope, accounts) + message
             folder = envelope.extra.get("folder", "INBOX")  # issue 8: Junk for DMARC
+            key = envelope.extra.get(DELIVERY_KEY)  # set by the intake: no double on replay
             targets = [DeliveryTarget(a, folder=folder) for a in accounts]
             try:
-                results = await app.mailstore.deliver(data, targets)
+                results = await app.mailstore.deliver(data, targets, key=key)
             except Exception as exc:  # the store failed as a whole: nothing was delivered
                 app.log.event("delivery.error", stage="store", error=type(exc).__name__)
                 results = [MailStoreError("store failure")] * len(targets)
             missing = [i for i, r in enumerate(results) if isinstance(r, NoSuchFolder)]
             if folder != "INBOX" and missing:  # the account deleted its Junk folder
                 again = await app.mailstore.deliver(
-                    data, [DeliveryTarget(accounts[i]) for i in missing]
+                    data, [DeliveryTarget(accounts[i]) for i in missing], key=key
                 )
                 for i, r in zip(missing, again, strict=True):
                     results[i] = r

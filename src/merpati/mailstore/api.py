@@ -192,10 +192,18 @@ class Mailbox(Protocol):
 
 class MailStore(Protocol):
     async def deliver(
-        self, data: bytes, targets: Sequence[DeliveryTarget], internaldate: float | None = None
+        self,
+        data: bytes,
+        targets: Sequence[DeliveryTarget],
+        internaldate: float | None = None,
+        key: str | None = None,
     ) -> list[AppendResult | MailStoreError]:
         """One message to several accounts at once (hard-linked, one durable commit).
-        Returns one result per target, in order: an AppendResult or the error for it."""
+        Returns one result per target, in order: an AppendResult or the error for it.
+
+        ``key`` makes it idempotent per account: a delivery whose key an account has already
+        committed (within two days) is not stored again, and its first result is returned.
+        The intake journal uses it so a message redelivered after a crash is not doubled."""
         ...
 
     def mailbox(self, account: str) -> Mailbox: ...

@@ -376,6 +376,7 @@ class MemoryMailStore:
     def __init__(self, quota_lookup: QuotaLookup | None = None) -> None:
         self._quota_lookup: QuotaLookup = quota_lookup or (lambda account: None)
         self._mailboxes: dict[str, MemoryMailbox] = {}
+        self._delivered: dict[tuple[str, str], AppendResult] = {}  # (account, key) -> result
 
     def mailbox(self, account: str) -> MemoryMailbox:
         box = self._mailboxes.get(account)
@@ -390,18 +391,28 @@ class MemoryMailStore:
         self._mailboxes.pop(account, None)
 
     async def deliver(
-        self, data: bytes, targets: Sequence[DeliveryTarget], internaldate: float | None = None
+        self,
+        data: bytes,
+        targets: Sequence[DeliveryTarget],
+        internaldate: float | None = None,
+        key: str | None = None,
     ) -> list[AppendResult | MailStoreError]:
         results: list[AppendResult | MailStoreError] = []
         for target in targets:
+            done = self._delivered.get((target.account, key)) if key else None
+            if done is not None:
+                results.append(done)
+                continue
             try:
-                results.append(
-                    await self.mailbox(target.account).append(
-                        target.folder, data, target.flags, internaldate
-                    )
+                result = await self.mailbox(target.account).append(
+                    target.folder, data, target.flags, internaldate
                 )
             except MailStoreError as exc:
                 results.append(exc)
+                continue
+            if key:
+                self._delivered[(target.account, key)] = result
+            results.append(result)
         return results
 
     async def close(self) -> None:

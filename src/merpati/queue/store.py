@@ -29,7 +29,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal, cast
 
-from merpati.delivery.api import BodyType, Envelope, Recipient
+from merpati.delivery.api import Envelope, Recipient
+from merpati.delivery.codec import envelope_fields, envelope_from_fields
 
 __all__ = ["QueueStore", "QueuedMessage", "QueuedRecipient", "RecipientUpdate"]
 
@@ -125,34 +126,11 @@ class RecipientUpdate:
 
 
 def _envelope_json(env: Envelope) -> str:
-    return json.dumps(
-        {
-            "body": env.body.value,
-            "smtputf8": env.smtputf8,
-            "ret": env.ret,
-            "envid": env.envid,
-            "auth_user": env.auth_user,
-            "client_ip": env.client_ip,
-            "helo": env.helo,
-            "is_bounce": env.is_bounce,
-        }
-    )
+    return json.dumps(envelope_fields(env))
 
 
 def _envelope_from(mail_from: str, text: str, rcpts: tuple[Recipient, ...]) -> Envelope:
-    d = json.loads(text)
-    return Envelope(
-        mail_from=mail_from,
-        recipients=rcpts,
-        body=BodyType(d.get("body", "7BIT")),
-        smtputf8=bool(d.get("smtputf8")),
-        ret=d.get("ret"),
-        envid=d.get("envid"),
-        auth_user=d.get("auth_user"),
-        client_ip=d.get("client_ip"),
-        helo=d.get("helo"),
-        is_bounce=bool(d.get("is_bounce")),
-    )
+    return envelope_from_fields(mail_from, json.loads(text), rcpts)
 
 
 def new_queue_id(now: float) -> str:

@@ -54,6 +54,7 @@ LISTENER_FACTORIES: dict[str, str] = {
 SERVICE_FACTORIES: tuple[str, ...] = (
     "merpati.trust.hooks:start_trust",  # installs the DKIM signer before the queue runs
     "merpati.queue.service:start_queue_service",
+    "merpati.delivery.intake:start_intake",  # needs the queue; stopped before it
 )
 
 

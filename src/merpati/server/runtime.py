@@ -107,8 +107,10 @@ def drop_privileges(app: App) -> None:
 async def _start_services(app: App) -> list[registry.Service]:
     services: list[registry.Service] = []
     for path in registry.SERVICE_FACTORIES:
-        start = cast(Callable[[App], Awaitable[registry.Service]], registry.resolve(path))
-        services.append(await start(app))
+        start = cast(Callable[[App], Awaitable[registry.Service | None]], registry.resolve(path))
+        service = await start(app)
+        if service is not None:  # a service may decline (the intake without a queue)
+            services.append(service)
     return services
 
 

@@ -25,6 +25,7 @@ import dataclasses
 import secrets
 import ssl
 import time
+from collections.abc import Callable
 from datetime import UTC, datetime
 from functools import partial
 
@@ -315,6 +316,8 @@ class SmtpConnection:
             recipient=envelope.recipients[0].address if len(envelope.recipients) == 1 else None,
         )
         message = trace.received_header(info, now) + head + data
+        if self.app.intake is not None:
+            return await self._journal(envelope, message, msg_id, started, log, len(data))
         try:
             report = await _deliverer(self.app)(envelope, message)
         except Exception as exc:
@@ -334,6 +337,31 @@ class SmtpConnection:
             seconds=round(time.monotonic() - started, 4),
         )
         return reply
+
+    async def _journal(
+        self,
+        envelope: Envelope,
+        message: bytes,
+        msg_id: str,
+        started: float,
+        log: Callable[..., None],
+        size: int,
+    ) -> Reply:
+        """The message is durable once journaled (rfc5321:6.1); delivery follows at once and
+        failures after this point become bounces from the queue (merpati.delivery.intake)."""
+        assert self.app.intake is not None
+        listener = self.conn.listener
+        try:
+            intake_id = await self.app.intake.accept(envelope, message)
+        except Exception as exc:
+            log(result="error", error=type(exc).__name__)
+            self.m_messages.labels(listener, "error").inc()
+            return replies.TEMP_FAILURE
+        self.m_delivery.labels(listener).observe(time.monotonic() - started)
+        self.m_messages.labels(listener, "accepted").inc()
+        self.m_bytes.labels(listener).inc(size)
+        log(result=250, intake_id=intake_id, seconds=round(time.monotonic() - started, 4))
+        return replies.reply(250, "2.0.0", f"OK id={msg_id} queued as {intake_id}")
 
     async def _settle(
         self, envelope: Envelope, message: bytes, report: DeliveryReport

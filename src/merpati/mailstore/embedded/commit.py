@@ -17,6 +17,7 @@ from __future__ import annotations
 import asyncio
 import os
 import sqlite3
+import time
 from collections import defaultdict
 from concurrent.futures import Executor, ThreadPoolExecutor
 from dataclasses import dataclass
@@ -48,9 +49,11 @@ class AppendJob:
     tz: int
     structure: bytes
     limit: int | None  # quota in bytes, looked up when the job was prepared
+    key: str | None = None  # idempotency key of a delivery (MailStore.deliver)
 
 
 Outcome = AppendResult | MailStoreError
+KEY_SECONDS = 2 * 86400  # how long a delivery key is remembered (MailStore.deliver)
 # Threads that commit the accounts of one batch side by side.
 _ACCOUNT_POOL = ThreadPoolExecutor(8, thread_name_prefix="mailstore-account")
 
@@ -91,6 +94,8 @@ def _commit_account(jobs: list[tuple[int, AppendJob]]) -> dict[int, Outcome]:
     account = jobs[0][1].account
     outcomes: dict[int, Outcome] = {}
     placed: list[tuple[Path, Path]] = []
+    duplicates: list[Path] = []
+    keyed = False
     with account.wlock:
         w = account._writer()
         try:
@@ -99,7 +104,17 @@ def _commit_account(jobs: list[tuple[int, AppendJob]]) -> dict[int, Outcome]:
                 state: dict[str, list[int]] = {}  # folder -> [id, uidvalidity, uidnext, modseq]
                 rows: dict[str, FolderRow] = {}
                 dirs: set[Path] = set()
+                now = time.time()
                 for i, job in jobs:
+                    if job.key is not None:
+                        seen = w.execute(
+                            "SELECT uidvalidity, uid, modseq FROM delivery_keys WHERE key = ?",
+                            (job.key,),
+                        ).fetchone()
+                        if seen is not None:  # delivered before a crash: not twice
+                            outcomes[i] = AppendResult(*seen)
+                            duplicates.append(job.tmp)
+                            continue
                     row = rows.get(job.folder) or folder_row(w, job.folder)
                     if row is None:
                         outcomes[i] = NoSuchFolder(f"no folder named {job.folder}")
@@ -145,6 +160,13 @@ def _commit_account(jobs: list[tuple[int, AppendJob]]) -> dict[int, Outcome]:
                     )
                     used += job.size
                     outcomes[i] = AppendResult(row.uidvalidity, uid, modseq)
+                    if job.key is not None:
+                        w.execute(
+                            "INSERT INTO delivery_keys (key, at, uidvalidity, uid, modseq)"
+                            " VALUES (?, ?, ?, ?, ?)",
+                            (job.key, now, row.uidvalidity, uid, modseq),
+                        )
+                        keyed = True
                 sync_dirs(sorted(dirs))
                 for name, (fid, _, uidnext, modseq) in state.items():
                     new_mtime, cur_mtime = dir_mtimes(account.root / rows[name].dirname)
@@ -154,6 +176,8 @@ def _commit_account(jobs: list[tuple[int, AppendJob]]) -> dict[int, Outcome]:
                         (uidnext, modseq, new_mtime, cur_mtime, fid),
                     )
                 w.execute("UPDATE meta SET value = ? WHERE key = 'used'", (used,))
+                if keyed:
+                    w.execute("DELETE FROM delivery_keys WHERE at < ?", (now - KEY_SECONDS,))
         except (OSError, sqlite3.Error):
             for tmp, final in reversed(placed):
                 try:
@@ -161,6 +185,8 @@ def _commit_account(jobs: list[tuple[int, AppendJob]]) -> dict[int, Outcome]:
                 except OSError:
                     pass
             return {i: StorageFailure("the message could not be stored") for i, _ in jobs}
+    for tmp in duplicates:
+        tmp.unlink(missing_ok=True)
     return outcomes
 
 

@@ -65,6 +65,14 @@ CREATE TABLE IF NOT EXISTS expunged (
 );
 CREATE INDEX IF NOT EXISTS expunged_modseq ON expunged (folder, modseq);
 CREATE INDEX IF NOT EXISTS expunged_uidl ON expunged (uidl);
+CREATE TABLE IF NOT EXISTS delivery_keys (
+    key TEXT PRIMARY KEY,
+    at REAL NOT NULL,
+    uidvalidity INTEGER NOT NULL,
+    uid INTEGER NOT NULL,
+    modseq INTEGER NOT NULL
+) WITHOUT ROWID;
+CREATE INDEX IF NOT EXISTS delivery_keys_at ON delivery_keys (at);
 CREATE TABLE IF NOT EXISTS keywords (
     folder INTEGER NOT NULL,
     idx INTEGER NOT NULL,
@@ -93,6 +101,7 @@ def open_index(path: Path) -> sqlite3.Connection:
         conn = connect(path)
         version = _version(conn)
         if version == SCHEMA_VERSION:
+            _add_delivery_keys(conn)  # indexes made before the table existed
             return conn
         if version is not None or _has_tables(conn):
             conn.close()
@@ -102,6 +111,24 @@ def open_index(path: Path) -> sqlite3.Connection:
         conn = connect(path)
     _create(conn)
     return conn
+
+
+def _add_delivery_keys(conn: sqlite3.Connection) -> None:
+    if conn.execute(
+        "SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'delivery_keys'"
+    ).fetchone():
+        return
+    start = _SCHEMA.index("CREATE TABLE IF NOT EXISTS delivery_keys")
+    end = _SCHEMA.index("CREATE TABLE IF NOT EXISTS keywords")
+    conn.execute("BEGIN IMMEDIATE")
+    try:
+        for statement in _SCHEMA[start:end].split(";"):
+            if statement.strip():
+                conn.execute(statement)
+        conn.execute("COMMIT")
+    except BaseException:
+        conn.execute("ROLLBACK")
+        raise
 
 
 def _create(conn: sqlite3.Connection) -> None:

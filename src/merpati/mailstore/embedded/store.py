@@ -32,8 +32,6 @@ from merpati.mailstore.embedded.mailbox import (
 )
 from merpati.mailstore.embedded.snapshots import DEFAULT_BUDGET, SnapshotCache
 from merpati.mailstore.names import normalise_flags, normalise_folder
-from merpati.mime import serial
-from merpati.mime.scan import scan
 
 QuotaLookup = Callable[[str], "int | None"]
 WORKERS = 8  # threads for file and SQLite work (fsync waits, not CPU, is what they do)
@@ -144,21 +142,28 @@ class EmbeddedMailStore:
             await loop.run_in_executor(self.executor, shutil.rmtree, trash, True)
 
     async def deliver(
-        self, data: bytes, targets: Sequence[DeliveryTarget], internaldate: float | None = None
+        self,
+        data: bytes,
+        targets: Sequence[DeliveryTarget],
+        internaldate: float | None = None,
+        key: str | None = None,
     ) -> list[AppendResult | MailStoreError]:
         """One copy of the content, hard-linked into every target; one group commit.
         Shielded from cancellation like ``append``."""
-        return await asyncio.shield(self._deliver(data, targets, internaldate))
+        return await asyncio.shield(self._deliver(data, targets, internaldate, key))
 
     async def _deliver(
-        self, data: bytes, targets: Sequence[DeliveryTarget], internaldate: float | None
+        self,
+        data: bytes,
+        targets: Sequence[DeliveryTarget],
+        internaldate: float | None,
+        key: str | None,
     ) -> list[AppendResult | MailStoreError]:
         loop = asyncio.get_running_loop()
         date = time.time() if internaldate is None else internaldate
         tz = local_tz_minutes(date)
         results: list[AppendResult | MailStoreError | None] = [None] * len(targets)
         jobs: list[tuple[int, AppendJob]] = []
-        structure = await loop.run_in_executor(self.executor, lambda: serial.dumps(scan(data)))
         first: AppendJob | None = None
         for i, target in enumerate(targets):
             try:
@@ -177,13 +182,14 @@ class EmbeddedMailStore:
                         date,
                         tz,
                         limit,
-                        structure,
+                        None,  # scanned in the same worker call
                     )
                     first = job
                 else:
                     job = await loop.run_in_executor(
                         self.executor, link_job, acct, folder, first, flags, limit
                     )
+                job.key = key
                 jobs.append((i, job))
             except MailStoreError as exc:
                 results[i] = exc

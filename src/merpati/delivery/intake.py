@@ -1,0 +1,329 @@
+"""Intake: accepted messages are made durable in the journal, answered, then delivered.
+
+``accept(envelope, message)`` returns once the message is fsynced in the intake journal
+(``merpati.delivery.journal``); SMTP sends its ``250`` then. That is one ``fdatasync`` for a
+group of messages, where delivering into the mailboxes first costs a file, a directory and an
+index fsync per account (rfc5321:4.2.5 and 6.1 ask only that the message be durable, "in the
+queue" as Postfix puts it, before the ``250``). Right after the fsync the message goes through
+the one ``deliver`` function; recipients that fail there (a mailbox filled up since RCPT, an
+account removed) are handed to the outbound queue, which retries local recipients and sends
+the bounce when it must (issue 4: "else a bounce"). Then a ``DONE`` record for the message is
+written with the next group. After a crash, every message without ``DONE`` is delivered again
+at start: nothing acknowledged is lost; a message delivered just before the crash whose
+``DONE`` was not yet durable arrives twice (as with Postfix, a duplicate beats a loss).
+
+At most ``[limits] intake_backlog`` bytes of accepted messages wait for delivery; past that,
+``accept`` waits, so a sender faster than the mailboxes is slowed to their pace.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import Coroutine
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import replace
+from pathlib import Path
+from secrets import token_hex
+from typing import TYPE_CHECKING, Any
+
+from merpati.delivery.api import Envelope
+from merpati.delivery.codec import envelope_from_dict, envelope_to_dict
+from merpati.delivery.deliver import DELIVERY_KEY
+from merpati.delivery.journal import (
+    KIND_DONE,
+    KIND_MSG,
+    MsgRef,
+    SegmentWriter,
+    done_payload,
+    encode,
+    fsync_dir,
+    msg_payload,
+    read_payload,
+    scan,
+    split_msg,
+)
+
+if TYPE_CHECKING:
+    from merpati.app import App
+
+SEGMENT_BYTES = 64 * 1024 * 1024
+RETRY_SECONDS = 5.0
+DONE_FLUSH_SECONDS = 0.02
+DELIVERY_DELAY_SECONDS = 0.05  # how long a journaled message waits for others to go with
+DELIVERY_BATCH = 64  # or until this many are waiting
+
+
+class _Budget:
+    """Bytes of accepted, not yet delivered messages; ``acquire`` waits while over the limit
+    (one message always fits, however large, so a big message cannot wait forever)."""
+
+    def __init__(self, limit: int) -> None:
+        self.limit = limit
+        self.used = 0
+        self._cond = asyncio.Condition()
+
+    async def acquire(self, n: int) -> None:
+        async with self._cond:
+            await self._cond.wait_for(lambda: self.used == 0 or self.used + n <= self.limit)
+            self.used += n
+
+    async def release(self, n: int) -> None:
+        async with self._cond:
+            self.used -= n
+            self._cond.notify_all()
+
+
+class Intake:
+    """Implements ``merpati.delivery.api.Intake`` and ``merpati.server.registry.Service``."""
+
+    def __init__(self, app: App, directory: Path, writer: SegmentWriter, next_seq: int) -> None:
+        self.app = app
+        self.directory = directory
+        self._thread = ThreadPoolExecutor(1, thread_name_prefix="intake-journal")
+        self._writer = writer
+        self._next_seq = next_seq
+        self._budget = _Budget(app.config.limits.intake_backlog)
+        self._writes: list[tuple[bytes, int, asyncio.Future[None]]] = []
+        self._done: list[int] = []  # delivered, DONE not yet written
+        self._runner: asyncio.Task[None] | None = None
+        self._flush_timer: asyncio.TimerHandle | None = None
+        self._undone: dict[Path, set[int]] = {writer.path: set()}  # MSGs without durable DONE
+        self._sealed: list[Path] = []  # older segments, oldest first; deleted when all done
+        self._where: dict[int, Path] = {}
+        self._tasks: set[asyncio.Task[None]] = set()
+        self._ready: list[tuple[int, Envelope, bytes]] = []  # journaled, delivery not started
+        self._deliver_timer: asyncio.TimerHandle | None = None
+        self._closing = False
+        self.deliveries = app.metrics.counter(
+            "merpati_intake_deliveries_total", "Journal messages handed to delivery", ["result"]
+        )
+        app.metrics.gauge(
+            "merpati_intake_backlog_bytes", "Accepted bytes waiting for delivery"
+        ).set_function(lambda: float(self._budget.used))
+
+    # -- accepting -------------------------------------------------------------------------
+    async def accept(self, envelope: Envelope, message: bytes) -> str:
+        """Durably journal the message; return its intake id. Raises if it could not be made
+        durable (the caller answers 451: nothing was accepted)."""
+        if self._closing:
+            raise RuntimeError("intake is stopping")
+        await self._budget.acquire(len(message))
+        # A key of its own, so a redelivery after a crash is recognised by the mailboxes.
+        envelope = replace(envelope, extra={**envelope.extra, DELIVERY_KEY: token_hex(12)})
+        try:
+            seq = self._next_seq
+            self._next_seq += 1
+            record = encode(KIND_MSG, seq, msg_payload(envelope_to_dict(envelope), message))
+            future: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+            self._writes.append((record, seq, future))
+            self._kick()
+            await future
+        except BaseException:
+            await self._budget.release(len(message))
+            raise
+        self._ready.append((seq, envelope, message))
+        self._schedule_deliveries()
+        return f"j{seq}"
+
+    def _schedule_deliveries(self) -> None:
+        """Deliver in groups: the store commits a group with one round of fsyncs, where one
+        message at a time would pay the whole round each (docs/smtp.md has the figures)."""
+        if len(self._ready) >= DELIVERY_BATCH:
+            self._start_deliveries()
+        elif self._deliver_timer is None:
+            loop = asyncio.get_running_loop()
+            self._deliver_timer = loop.call_later(DELIVERY_DELAY_SECONDS, self._start_deliveries)
+
+    def _start_deliveries(self) -> None:
+        if self._deliver_timer is not None:
+            self._deliver_timer.cancel()
+            self._deliver_timer = None
+        ready, self._ready = self._ready, []
+        for seq, envelope, message in ready:
+            self._spawn(self._deliver(seq, envelope, message))
+
+    def _spawn(self, coro: Coroutine[Any, Any, None]) -> None:
+        task = asyncio.get_running_loop().create_task(coro)
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    # -- the writer --------------------------------------------------------------------------
+    def _kick(self) -> None:
+        if self._runner is None or self._runner.done():
+            self._runner = asyncio.get_running_loop().create_task(self._run())
+
+    def _kick_later(self) -> None:
+        if self._flush_timer is None:
+            loop = asyncio.get_running_loop()
+
+            def fire() -> None:
+                self._flush_timer = None
+                self._kick()
+
+            self._flush_timer = loop.call_later(DONE_FLUSH_SECONDS, fire)
+
+    async def _run(self) -> None:
+        loop = asyncio.get_running_loop()
+        while self._writes or self._done:
+            writes, self._writes = self._writes, []
+            done, self._done = self._done, []
+            records = [r for r, _, _ in writes]
+            if done:
+                records.append(encode(KIND_DONE, 0, done_payload(done)))
+            segment = self._writer.path
+            try:
+                await loop.run_in_executor(self._thread, self._writer.append, records)
+            except OSError as exc:
+                self.app.log.event("intake.error", stage="journal", error=str(exc))
+                for _, _, future in writes:
+                    if not future.done():
+                        future.set_exception(exc)
+                self._done = done + self._done
+                # What was half-written stays as a torn tail; new records go to a new file.
+                with contextlib.suppress(OSError):
+                    await self._rotate()
+                await asyncio.sleep(0.1)
+                continue
+            for _, seq, future in writes:
+                self._undone[segment].add(seq)
+                self._where[seq] = segment
+                if not future.done():
+                    future.set_result(None)
+            for seq in done:
+                where = self._where.pop(seq, None)
+                if where is not None:
+                    self._undone[where].discard(seq)
+            await self._forget_done_segments()
+            if self._writer.size >= SEGMENT_BYTES:
+                await self._rotate()
+
+    async def _rotate(self) -> None:
+        loop = asyncio.get_running_loop()
+        old = self._writer
+        first = self._next_seq
+        self._next_seq += 1  # a seq of its own, so a new name even if nothing is written
+        self._writer = await loop.run_in_executor(
+            self._thread, SegmentWriter, self.directory, first
+        )
+        self._undone[self._writer.path] = set()
+        self._sealed.append(old.path)
+        await loop.run_in_executor(self._thread, old.close)
+
+    async def _forget_done_segments(self) -> None:
+        # Oldest first: a later segment may hold the DONE records of an earlier one's
+        # messages, so it must outlive it.
+        loop = asyncio.get_running_loop()
+        while self._sealed and not self._undone.get(self._sealed[0]):
+            path = self._sealed.pop(0)
+            self._undone.pop(path, None)
+            await loop.run_in_executor(self._thread, _remove, path)
+
+    # -- delivering --------------------------------------------------------------------------
+    async def _deliver(self, seq: int, envelope: Envelope, message: bytes) -> None:
+        try:
+            report = None
+            while report is None:
+                deliver = self.app.deliver
+                try:
+                    if deliver is None:
+                        raise RuntimeError("no deliver function")
+                    report = await deliver(envelope, message)
+                except Exception as exc:
+                    self.app.log.event("intake.error", stage="deliver", seq=seq, error=repr(exc))
+                    if self._closing:
+                        return  # delivered again from the journal at the next start
+                    await asyncio.sleep(RETRY_SECONDS)
+            failed = tuple(o.recipient for o in report.outcomes if not o.ok)
+            while failed:
+                queue = self.app.queue
+                try:
+                    if queue is None:
+                        raise RuntimeError("no queue")
+                    await queue.enqueue(replace(envelope, recipients=failed), message, failed)
+                    queue.wake()
+                    break
+                except Exception as exc:
+                    self.app.log.event("intake.error", stage="queue", seq=seq, error=repr(exc))
+                    if self._closing:
+                        return
+                    await asyncio.sleep(RETRY_SECONDS)
+            self.deliveries.labels("queued" if failed else "delivered").inc()
+            self._done.append(seq)
+            self._kick_later()
+        finally:
+            await self._budget.release(len(message))
+
+    async def replay(self, pending: list[MsgRef]) -> None:
+        """Deliver what a previous run accepted but did not finish (oldest first)."""
+        loop = asyncio.get_running_loop()
+        for ref in pending:  # not cut short by stop(): it waits for this within its grace
+            try:
+                payload = await loop.run_in_executor(self._thread, read_payload, ref)
+                header, message = split_msg(payload)
+                envelope = envelope_from_dict(header)
+            except Exception as exc:  # not one of ours: keep the file, say so
+                self.app.log.event("intake.error", stage="replay", seq=ref.seq, error=repr(exc))
+                continue
+            await self._budget.acquire(len(message))
+            self.app.log.event("intake.replay", seq=ref.seq, rcpts=len(envelope.recipients))
+            self._ready.append((ref.seq, envelope, message))
+            self._schedule_deliveries()
+
+    # -- stopping ----------------------------------------------------------------------------
+    async def stop(self) -> None:
+        self._closing = True
+        self._start_deliveries()
+        grace = self.app.config.limits.shutdown_grace
+        tasks = list(self._tasks)
+        if tasks:
+            _, late = await asyncio.wait(tasks, timeout=grace)
+            for task in late:
+                task.cancel()
+            await asyncio.gather(*late, return_exceptions=True)
+        if self._flush_timer is not None:
+            self._flush_timer.cancel()
+            self._flush_timer = None
+        self._kick()
+        if self._runner is not None:
+            with contextlib.suppress(Exception):
+                await self._runner
+        loop = asyncio.get_running_loop()
+        await loop.run_in_executor(self._thread, self._writer.close)
+        self._thread.shutdown(wait=True)
+
+
+def _remove(path: Path) -> None:
+    path.unlink(missing_ok=True)
+    fsync_dir(path.parent)
+
+
+async def start_intake(app: App) -> Intake | None:
+    """The ``merpati serve`` service: open ``data_dir/intake``, start delivering what a
+    previous run left, and set ``app.intake``. Without a queue (failures need one) the SMTP
+    server keeps delivering before it answers."""
+    if app.queue is None:
+        return None
+    directory = app.config.data_dir / "intake"
+    loop = asyncio.get_running_loop()
+
+    def open_journal() -> tuple[SegmentWriter, list[MsgRef], list[Path]]:
+        directory.mkdir(mode=0o700, exist_ok=True)
+        found = scan(directory)
+        writer = SegmentWriter(directory, found.next_seq)
+        pending = sorted(found.pending.values(), key=lambda r: r.seq)
+        return writer, pending, sorted(found.segment_msgs)
+
+    writer, pending, old = await loop.run_in_executor(None, open_journal)
+    intake = Intake(app, directory, writer, int(writer.path.name.split(".")[0]))
+    intake._sealed.extend(old)
+    for path in old:
+        intake._undone.setdefault(path, set())
+    for ref in pending:  # before anything is written, or a segment could go too early
+        intake._undone[ref.segment].add(ref.seq)
+        intake._where[ref.seq] = ref.segment
+    app.intake = intake
+    if pending:
+        app.log.event("intake.recover", messages=len(pending))
+    intake._spawn(intake.replay(pending))
+    return intake

@@ -73,6 +73,28 @@ def test_folders_and_status(connect: Connect) -> None:
     assert data == [b'(("" "/")) NIL NIL']
 
 
+def test_list_extended_over_the_wire(connect: Connect) -> None:
+    """rfc5258 over a real server (embedded store): a deleted subscribed folder stays
+    subscribed and \\NonExistent; RECURSIVEMATCH gives its parent CHILDINFO."""
+    m = connect()
+    _folder(m, "LX/Keep")
+    _folder(m, "LX/Gone")
+    assert m.unsubscribe("LX")[0] == "OK" and m.unsubscribe("LX/Keep")[0] == "OK"
+    assert m.delete("LX/Gone")[0] == "OK"
+    typ, data = m._simple_command("LIST", "(SUBSCRIBED)", '""', "LX/*")  # type: ignore[attr-defined]
+    assert typ == "OK"
+    typ, data = m._untagged_response(typ, data, "LIST")  # type: ignore[attr-defined]
+    assert data == [b'(\\NonExistent \\Subscribed) "/" LX/Gone']
+    typ, data = m._simple_command(  # type: ignore[attr-defined]
+        "LIST", "(SUBSCRIBED RECURSIVEMATCH)", '""', "LX", "RETURN", "(CHILDREN)"
+    )
+    typ, data = m._untagged_response(typ, data, "LIST")  # type: ignore[attr-defined]
+    assert data == [b'(\\HasChildren) "/" LX ("CHILDINFO" ("SUBSCRIBED"))']
+    assert m.unsubscribe("LX/Gone")[0] == "OK"
+    typ, data = m.lsub('""', "LX*")
+    assert data == [None]
+
+
 def test_read_flag_search_move_delete(connect: Connect) -> None:
     m = connect()
     _folder(m, "T1", 3)

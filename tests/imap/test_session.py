@@ -392,6 +392,72 @@ def test_list_variants() -> None:
     assert b'"/" INBOX' in c.cmd('j LIST "" inbox')
 
 
+def test_list_extended_nonexistent_and_childinfo() -> None:
+    """rfc5258:5 examples: a subscribed name of a deleted folder is \\NonExistent; with
+    RECURSIVEMATCH a parent whose child meets the criteria carries CHILDINFO."""
+    c = Client().login()
+    for name in ("Fruit/Apple", "Fruit/Peach", "Tofu", "Eps/Mu", "Baz2/Bar2"):
+        assert c.cmd(f"a CREATE {name}") == b"a OK CREATE completed\r\n"
+    for name in ("Fruit", "Fruit/Apple", "Baz2", "Tofu", "Junk"):
+        c.cmd(f"u UNSUBSCRIBE {name}")
+    assert c.cmd("d DELETE Fruit/Peach") == b"d OK DELETE completed\r\n"
+    out = c.cmd('b LIST (SUBSCRIBED) "" Fruit/*')
+    assert out == (
+        b'* LIST (\\NonExistent \\Subscribed) "/" Fruit/Peach\r\nb OK LIST completed\r\n'
+    )
+    assert b"Fruit/Peach" not in c.cmd('c LIST "" *')  # only in subscription selections
+    # a plain IMAP4rev1 LSUB shows it \Noselect
+    assert b'* LSUB (\\Noselect) "/" Fruit/Peach\r\n' in c.cmd('e LSUB "" Fruit/*')
+    out = c.cmd('f LIST (SUBSCRIBED RECURSIVEMATCH) "" %')
+    assert b'* LIST (\\HasChildren) "/" Fruit ("CHILDINFO" ("SUBSCRIBED"))\r\n' in out
+    assert b'* LIST (\\HasChildren \\Subscribed) "/" Eps ("CHILDINFO" ("SUBSCRIBED"))' in out
+    assert b'* LIST (\\HasChildren \\Subscribed) "/" Baz2' not in out
+    assert b'"/" Baz2 ("CHILDINFO"' in out  # Baz2/Bar2 is subscribed
+    assert b"Tofu" not in out and b'"/" Fruit/' not in out
+    assert b'* LIST (\\HasNoChildren \\Subscribed) "/" INBOX\r\n' in out
+    # without RECURSIVEMATCH: no parents, no CHILDINFO
+    out = c.cmd('g LIST (SUBSCRIBED) "" %')
+    assert b"CHILDINFO" not in out and b"Fruit" not in out and b'"/" Eps\r\n' in out
+    # RECURSIVEMATCH alone (or with REMOTE only) is refused
+    assert c.cmd('h LIST (RECURSIVEMATCH) "" %').startswith(b"h BAD")
+    assert c.cmd('i LIST (REMOTE RECURSIVEMATCH) "" %').startswith(b"i BAD")
+    # a deleted subscribed folder under a missing parent: the parent is \NonExistent too
+    c.cmd("j DELETE Baz2/Bar2")
+    c.cmd("k DELETE Baz2")
+    out = c.cmd('l LIST (SUBSCRIBED RECURSIVEMATCH) "" %')
+    assert b'* LIST (\\NonExistent) "/" Baz2 ("CHILDINFO" ("SUBSCRIBED"))\r\n' in out
+    out = c.cmd('m LIST (SUBSCRIBED) "" *')
+    assert b'* LIST (\\NonExistent \\Subscribed) "/" Baz2/Bar2\r\n' in out
+    # UNSUBSCRIBE of the deleted name works; then it is gone everywhere
+    assert c.cmd("n UNSUBSCRIBE Baz2/Bar2") == b"n OK UNSUBSCRIBE completed\r\n"
+    assert b"Baz2" not in c.cmd('o LIST (SUBSCRIBED RECURSIVEMATCH) "" *')
+    assert c.cmd("p SUBSCRIBE Nowhere").startswith(b"p NO [NONEXISTENT]")
+
+
+def test_list_extended_return_options() -> None:
+    c = Client().login()
+    append(c.store, A, SIMPLE)
+    c.cmd("a CREATE Work/Projects")
+    c.cmd("b UNSUBSCRIBE Work")
+    out = c.cmd('c LIST "" % RETURN (CHILDREN SUBSCRIBED SPECIAL-USE)')
+    assert b'* LIST (\\HasChildren) "/" Work\r\n' in out
+    assert b'* LIST (\\HasNoChildren \\Sent \\Subscribed) "/" Sent\r\n' in out
+    # LIST-STATUS: a STATUS line after each selectable mailbox, none for \NonExistent ones
+    c.cmd("d DELETE Work/Projects")
+    c.cmd("e CREATE Gone")
+    c.cmd("f DELETE Gone")
+    out = c.cmd('g LIST (SUBSCRIBED) "" * RETURN (STATUS (MESSAGES))')
+    assert b'* LIST (\\NonExistent \\Subscribed) "/" Gone\r\n' in out
+    assert b"* STATUS Gone" not in out and b"* STATUS INBOX (MESSAGES 1)\r\n" in out
+    assert b'"/" Work\r\n' not in out  # unsubscribed; its deleted child is still subscribed
+    assert b'* LIST (\\NonExistent \\Subscribed) "/" Work/Projects\r\n' in out
+    # SPECIAL-USE selection with RECURSIVEMATCH: CHILDINFO names both criteria
+    c.cmd("h CREATE Lists/Sent2 (USE (\\Sent))")
+    out = c.cmd('i LIST (SPECIAL-USE RECURSIVEMATCH) "" %')
+    assert b'"/" Lists ("CHILDINFO" ("SPECIAL-USE"))\r\n' in out
+    assert b'* LIST (\\HasNoChildren \\Trash) "/" Trash\r\n' in out and b"INBOX" not in out
+
+
 def test_rename_inbox() -> None:
     c = Client().login()
     append(c.store, A, SIMPLE)

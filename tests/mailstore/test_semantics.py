@@ -273,3 +273,30 @@ def test_recent_until_flags_change(run: Runner) -> None:
         assert (await box.folder("Archive")).recent == 1
 
     run(body)
+
+
+def test_subscriptions_outlive_deleted_folders(run: Runner) -> None:
+    async def body(store: Any) -> None:
+        box = store.mailbox(A)
+        await box.create_folder("Lists/Python")
+        await box.create_folder("Gone")
+        assert {"Lists", "Lists/Python", "Gone", "INBOX"} <= set(await box.subscriptions())
+        await box.subscribe("Lists", False)
+        await box.delete_folder("Gone")
+        subs = await box.subscriptions()
+        assert "Gone" in subs and "Lists" not in subs and subs == sorted(subs)
+        with pytest.raises(NoSuchFolder):
+            await box.subscribe("Never", True)  # SUBSCRIBE checks that the folder exists
+        with pytest.raises(NoSuchFolder):
+            await box.subscribe("Never", False)
+        # creating the folder again takes the kept subscription back (no duplicate)
+        await box.create_folder("Gone")
+        assert (await box.subscriptions()).count("Gone") == 1
+        await box.delete_folder("Gone")
+        await box.subscribe("Gone", False)  # UNSUBSCRIBE of a deleted folder's name
+        assert "Gone" not in await box.subscriptions()
+        await box.rename_folder("Lists", "Old")
+        subs = await box.subscriptions()
+        assert "Old/Python" in subs and "Lists/Python" not in subs
+
+    run(body)

@@ -85,6 +85,7 @@ class MemoryMailbox:
         self._folders: dict[str, _Folder] = {}
         self._uidl = itertools.count(1)
         self._stamp = f"{new_uidvalidity():08x}"
+        self._kept_subscriptions: set[str] = set()  # subscribed names of deleted folders
         for name, special in DEFAULT_FOLDERS:
             self._folders[name] = _Folder(new_uidvalidity(), special)
 
@@ -124,7 +125,9 @@ class MemoryMailbox:
         for parent in parents(canonical):
             if parent not in self._folders:
                 self._folders[parent] = _Folder(new_uidvalidity(), None)
+                self._kept_subscriptions.discard(parent)
         self._folders[canonical] = _Folder(new_uidvalidity(), special_use)
+        self._kept_subscriptions.discard(canonical)
 
     async def delete_folder(self, name: str) -> None:
         canonical = normalise_folder(name)
@@ -134,6 +137,8 @@ class MemoryMailbox:
         if any(is_under(n, canonical) for n in self._folders):
             raise FolderNotEmpty(f"folder {name} has subfolders")
         del self._folders[canonical]
+        if folder.subscribed:
+            self._kept_subscriptions.add(canonical)  # rfc9051:6.3.7
         folder.notify()
 
     async def rename_folder(self, old: str, new: str) -> None:
@@ -146,6 +151,8 @@ class MemoryMailbox:
         for parent in parents(dst):
             if parent not in self._folders:
                 self._folders[parent] = _Folder(new_uidvalidity(), None)
+                self._kept_subscriptions.discard(parent)
+        self._kept_subscriptions.discard(dst)
         if src == "INBOX":
             # rfc3501:6.3.5 renaming INBOX moves its messages and leaves it empty.
             moved = _Folder(new_uidvalidity(), None)
@@ -168,10 +175,19 @@ class MemoryMailbox:
         for name in sorted(self._folders):
             if name == src or is_under(name, src):
                 self._folders[dst + name[len(src) :]] = self._folders.pop(name)
+                self._kept_subscriptions.discard(dst + name[len(src) :])
         folder.notify()
 
     async def subscribe(self, name: str, subscribed: bool) -> None:
-        self._folder(name).subscribed = subscribed
+        canonical = normalise_folder(name)
+        if not subscribed and canonical in self._kept_subscriptions:
+            self._kept_subscriptions.discard(canonical)
+            return
+        self._folder(canonical).subscribed = subscribed
+
+    async def subscriptions(self) -> list[str]:
+        names = {n for n, f in self._folders.items() if f.subscribed}
+        return sorted(names | self._kept_subscriptions)
 
     # -- messages --------------------------------------------------------------------------
     def _check_quota(self, extra: int) -> None:

@@ -65,6 +65,7 @@ CREATE TABLE IF NOT EXISTS expunged (
 );
 CREATE INDEX IF NOT EXISTS expunged_modseq ON expunged (folder, modseq);
 CREATE INDEX IF NOT EXISTS expunged_uidl ON expunged (uidl);
+CREATE TABLE IF NOT EXISTS kept_subscriptions (name TEXT PRIMARY KEY) WITHOUT ROWID;
 CREATE TABLE IF NOT EXISTS keywords (
     folder INTEGER NOT NULL,
     idx INTEGER NOT NULL,
@@ -72,6 +73,13 @@ CREATE TABLE IF NOT EXISTS keywords (
     PRIMARY KEY (folder, idx)
 ) WITHOUT ROWID;
 """
+
+
+# Subscribed names whose folder was deleted (rfc9051:6.3.7); other subscriptions are a column
+# of ``folders``.
+_KEPT_SUBSCRIPTIONS = (
+    "CREATE TABLE IF NOT EXISTS kept_subscriptions (name TEXT PRIMARY KEY) WITHOUT ROWID"
+)
 
 
 def connect(path: Path) -> sqlite3.Connection:
@@ -93,6 +101,8 @@ def open_index(path: Path) -> sqlite3.Connection:
         conn = connect(path)
         version = _version(conn)
         if version == SCHEMA_VERSION:
+            # Tables added to schema 1 later (absent from older indexes; no data to move).
+            conn.execute(_KEPT_SUBSCRIPTIONS)
             return conn
         if version is not None or _has_tables(conn):
             conn.close()

@@ -95,6 +95,35 @@ def test_list_extended_over_the_wire(connect: Connect) -> None:
     assert data == [None]
 
 
+def test_qresync_over_the_wire(connect: Connect) -> None:
+    """rfc7162:3.2 against the embedded store: ENABLE QRESYNC, SELECT (QRESYNC ...) with
+    known UIDs and sequence-match data, UID FETCH (CHANGEDSINCE VANISHED), VANISHED updates."""
+    m = connect()
+    _folder(m, "QR", 6)
+    typ, data = m._simple_command("ENABLE", "QRESYNC")  # type: ignore[attr-defined]
+    assert typ == "OK" and m.untagged_responses.pop("ENABLED") == [b"QRESYNC"]
+    typ, _ = m.select("QR")
+    uv = int(m.untagged_responses.pop("UIDVALIDITY")[0])
+    modseq = int(m.untagged_responses.pop("HIGHESTMODSEQ")[0])
+    assert m.uid("STORE", "2,4", "+FLAGS.SILENT", "(\\Deleted)")[0] == "OK"
+    typ, data = m.expunge()
+    assert typ == "OK" and m.untagged_responses.pop("VANISHED") == [b"2,4"]
+    assert m.uid("STORE", "5", "+FLAGS.SILENT", "(\\Flagged)")[0] == "OK"
+    m.untagged_responses.clear()
+    assert m.unselect()[0] == "OK"
+    typ, data = m._simple_command(  # type: ignore[attr-defined]
+        "SELECT", "QR", f"(QRESYNC ({uv} {modseq} 1:6 (1,3 1,3)))"
+    )
+    assert typ == "OK"
+    assert m.untagged_responses.pop("VANISHED") == [b"(EARLIER) 2,4"]
+    fetched = m.untagged_responses.pop("FETCH")
+    assert len(fetched) == 1 and b"UID 5 FLAGS (\\Flagged" in fetched[0]
+    m.state = "SELECTED"  # imaplib does not know that the raw SELECT selected
+    typ, data = m.uid("FETCH", "1:*", "(FLAGS)", f"(CHANGEDSINCE {modseq} VANISHED)")
+    assert typ == "OK" and len([d for d in data if d]) == 1
+    assert m.untagged_responses.pop("VANISHED") == [b"(EARLIER) 2,4"]
+
+
 def test_read_flag_search_move_delete(connect: Connect) -> None:
     m = connect()
     _folder(m, "T1", 3)

@@ -121,6 +121,10 @@ class Changes:
     highestmodseq: int
     changed: tuple[MessageInfo, ...]  # new or with new flags, in UID order
     expunged: tuple[int, ...]  # UIDs removed, ascending
+    # ``expunged`` lists every expunge with a MODSEQ above this one (0: since the folder's
+    # UIDVALIDITY began). A store that forgets old tombstones raises it; QRESYNC (rfc7162:3.2.5)
+    # then falls back to comparing the client's UIDs with the mailbox.
+    expunge_history_from: int = 0
 
 
 @dataclass(frozen=True, slots=True)

@@ -4,8 +4,10 @@ backend for protocol tests. Nothing is persisted; everything lives in dicts in t
 Semantics shared with the embedded backend: accounts appear (with the default special-use
 folders) on first use; UIDs ascend per folder and are never reused; every change bumps the
 folder's HIGHESTMODSEQ and the changed message's MODSEQ; expunged UIDs are kept as tombstones
-for ``changes_since``; a message is \\Recent until its flags are first changed; quota counts
-bytes across all folders of an account. It does not simulate crashes or other processes.
+for ``changes_since`` (all of them, or the newest ``max_tombstones`` per folder, to exercise
+QRESYNC without full expunge history); a message is \\Recent until its flags are first
+changed; quota counts bytes across all folders of an account. It does not simulate crashes
+or other processes.
 """
 
 from __future__ import annotations
@@ -64,6 +66,7 @@ class _Folder:
     highestmodseq: int = 1
     messages: dict[int, _Message] = field(default_factory=dict)
     tombstones: list[tuple[int, int]] = field(default_factory=list)  # (modseq, uid)
+    history_from: int = 0  # Changes.expunge_history_from: the newest forgotten tombstone
     changed: asyncio.Event | None = None
 
     def bump(self) -> int:
@@ -79,8 +82,11 @@ class _Folder:
 class MemoryMailbox:
     """One account's folders and messages."""
 
-    def __init__(self, account: str, quota_lookup: QuotaLookup) -> None:
+    def __init__(
+        self, account: str, quota_lookup: QuotaLookup, max_tombstones: int | None = None
+    ) -> None:
         self.account = account
+        self._max_tombstones = max_tombstones
         self._quota_lookup = quota_lookup
         self._folders: dict[str, _Folder] = {}
         self._uidl = itertools.count(1)
@@ -167,7 +173,7 @@ class MemoryMailbox:
                     msg.info.uidl,
                 )
             for uid in list(folder.messages):
-                folder.tombstones.append((folder.bump(), uid))
+                self._tombstone(folder, uid)
             folder.messages.clear()
             self._folders[dst] = moved
             folder.notify()
@@ -190,6 +196,14 @@ class MemoryMailbox:
         return sorted(names | self._kept_subscriptions)
 
     # -- messages --------------------------------------------------------------------------
+    def _tombstone(self, folder: _Folder, uid: int) -> None:
+        folder.tombstones.append((folder.bump(), uid))
+        limit = self._max_tombstones
+        if limit is not None and len(folder.tombstones) > limit:
+            dropped = folder.tombstones[: len(folder.tombstones) - limit]
+            del folder.tombstones[: len(dropped)]
+            folder.history_from = max(folder.history_from, dropped[-1][0])
+
     def _check_quota(self, extra: int) -> None:
         limit = self._quota_lookup(self.account)
         if limit is not None and self._used() + extra > limit:
@@ -258,6 +272,7 @@ class MemoryMailbox:
             highestmodseq=f.highestmodseq,
             changed=tuple(m.info for m in f.messages.values() if m.info.modseq > modseq),
             expunged=tuple(sorted(uid for ms, uid in f.tombstones if ms > modseq)),
+            expunge_history_from=f.history_from,
         )
 
     def _message(self, folder: str, uid: int) -> _Message:
@@ -345,7 +360,7 @@ class MemoryMailbox:
                 msg.info.internaldate_tz,
                 msg.info.uidl,
             )
-            source.tombstones.append((source.bump(), uid))
+            self._tombstone(source, uid)
             pairs.append((uid, result.uid))
         if pairs:
             source.notify()
@@ -361,7 +376,7 @@ class MemoryMailbox:
         ]
         for uid in gone:
             del f.messages[uid]
-            f.tombstones.append((f.bump(), uid))
+            self._tombstone(f, uid)
         if gone:
             f.notify()
         return gone
@@ -389,14 +404,19 @@ def _local_tz() -> int:
 class MemoryMailStore:
     """Accounts appear on first use; ``quota_lookup(account)`` gives the byte limit or None."""
 
-    def __init__(self, quota_lookup: QuotaLookup | None = None) -> None:
+    def __init__(
+        self, quota_lookup: QuotaLookup | None = None, max_tombstones: int | None = None
+    ) -> None:
         self._quota_lookup: QuotaLookup = quota_lookup or (lambda account: None)
+        self._max_tombstones = max_tombstones
         self._mailboxes: dict[str, MemoryMailbox] = {}
 
     def mailbox(self, account: str) -> MemoryMailbox:
         box = self._mailboxes.get(account)
         if box is None:
-            box = self._mailboxes[account] = MemoryMailbox(account, self._quota_lookup)
+            box = self._mailboxes[account] = MemoryMailbox(
+                account, self._quota_lookup, self._max_tombstones
+            )
         return box
 
     async def create_account(self, account: str) -> None:

@@ -112,7 +112,7 @@ def _select(cur: Cursor, t: bytes, name: str) -> c.Command:
     cur.sp()
     mbox = astring(cur)
     condstore = False
-    qresync: tuple[int, int, SequenceSet | None] | None = None
+    qresync: c.Qresync | None = None
     if cur.accept(b" "):
         # rfc4466:2.4 select-params: CONDSTORE (rfc7162:3.1.8), QRESYNC (rfc7162:3.2.5)
         cur.expect(b"(")
@@ -131,24 +131,41 @@ def _select(cur: Cursor, t: bytes, name: str) -> c.Command:
     return c.Select(t, name, mbox, condstore, qresync)
 
 
-def _qresync_param(cur: Cursor) -> tuple[int, int, SequenceSet | None]:
+def _qresync_param(cur: Cursor) -> c.Qresync:
     cur.expect(b"(")
     uidvalidity = nz_number(cur)
     cur.sp()
     modseq = number64(cur)
     known: SequenceSet | None = None
+    seq_match: tuple[SequenceSet, SequenceSet] | None = None
     if cur.accept(b" ") and cur.peek() != b"(":
-        known = sequence_set(cur)
+        known = _no_saved(sequence_set(cur))
         cur.accept(b" ")
     if cur.peek() == b"(":
-        # seq-match-data: accepted; we answer from MODSEQ and the known UIDs alone
+        # rfc7162:3.2.5 seq-match-data = "(" known-sequence-set SP known-uid-set ")", where
+        # "*" is not allowed
         cur.pos += 1
-        sequence_set(cur)
+        seqs = _no_saved(sequence_set(cur))
         cur.sp()
-        sequence_set(cur)
+        uids = _no_saved(sequence_set(cur))
         cur.expect(b")")
+        if any(None in r for r in seqs.ranges + uids.ranges):
+            raise ParseError("* is not allowed in sequence-match data")
+        if _count(seqs) != _count(uids):
+            raise ParseError("the sequence-match sets differ in size")
+        seq_match = (seqs, uids)
     cur.expect(b")")
-    return uidvalidity, modseq, known
+    return c.Qresync(uidvalidity, modseq, known, seq_match)
+
+
+def _count(seqset: SequenceSet) -> int:
+    return sum(abs((b or 0) - (a or 0)) + 1 for a, b in seqset.ranges)
+
+
+def _no_saved(seqset: SequenceSet) -> SequenceSet:
+    if seqset.saved:
+        raise ParseError("$ is not allowed here")
+    return seqset
 
 
 def _one_mailbox(cur: Cursor, t: bytes, name: str) -> c.Command:

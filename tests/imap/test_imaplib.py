@@ -124,6 +124,23 @@ def test_qresync_over_the_wire(connect: Connect) -> None:
     assert m.untagged_responses.pop("VANISHED") == [b"(EARLIER) 2,4"]
 
 
+def test_limit_code_over_the_wire(connect: Connect) -> None:
+    """rfc5530:3 LIMIT from the embedded store: too many keywords on one message; a parser
+    bound (101 flags in one list). Neither is BAD, and nothing changed."""
+    m = connect()
+    _folder(m, "LIM", 1)
+    m.select("LIM")
+    kws = " ".join(f"kw{i}" for i in range(65))
+    typ, data = m.store("1", "+FLAGS", f"({kws})")
+    assert typ == "NO" and data[0].startswith(b"[LIMIT]")
+    typ, data = m.store("1", "+FLAGS", "(" + " ".join(f"f{i}" for i in range(101)) + ")")
+    assert typ == "NO" and data[0].startswith(b"[LIMIT]")
+    typ, data = m.fetch("1", "(FLAGS)")
+    assert typ == "OK" and b"kw" not in data[0]
+    typ, data = m.store("1", "+FLAGS", "(kw1 kw2)")
+    assert typ == "OK" and b"kw1 kw2" in data[0]
+
+
 def test_read_flag_search_move_delete(connect: Connect) -> None:
     m = connect()
     _folder(m, "T1", 3)

@@ -350,6 +350,12 @@ def test_copy_move_append_codes() -> None:
     assert c.cmd("i CREATE Trash") == b"i NO [ALREADYEXISTS] Mailbox already exists\r\n"
     assert c.cmd("j DELETE INBOX") == b"j NO [CANNOT] INBOX cannot be deleted\r\n"
     assert c.cmd("k DELETE Nope") == b"k NO [NONEXISTENT] No such mailbox\r\n"
+    c.cmd("l CREATE Box/Sub")
+    assert c.cmd("l DELETE Box").startswith(b"l NO [HASCHILDREN] ")  # rfc9051:7.1
+    assert c.cmd("m RENAME Box Trash") == b"m NO [ALREADYEXISTS] Mailbox already exists\r\n"
+    assert c.cmd("n RENAME Nope Else") == b"n NO [NONEXISTENT] No such mailbox\r\n"
+    assert c.cmd("o RENAME Box Box/Sub/In").startswith(b"o NO [CANNOT] ")
+    assert c.cmd("p SELECT Nope").endswith(b"p NO [NONEXISTENT] No such mailbox\r\n")
     out = c.cmd("q GETQUOTAROOT INBOX")
     assert b'* QUOTAROOT INBOX ""\r\n* QUOTA "" (STORAGE 1 1)\r\n' in out
 
@@ -456,6 +462,44 @@ def test_list_extended_return_options() -> None:
     out = c.cmd('i LIST (SPECIAL-USE RECURSIVEMATCH) "" %')
     assert b'"/" Lists ("CHILDINFO" ("SPECIAL-USE"))\r\n' in out
     assert b'* LIST (\\HasNoChildren \\Trash) "/" Trash\r\n' in out and b"INBOX" not in out
+
+
+def test_limit_response_code() -> None:
+    """rfc5530:3 / rfc9051:7.1 LIMIT: a well-formed command past one of our bounds is refused
+    with NO [LIMIT] (not BAD: it does not count towards the bad-command BYE)."""
+    from merpati.mailstore.api import MAX_FOLDER_KEYWORDS
+    from merpati.mailstore.names import MAX_KEYWORDS
+
+    c = Client().login()
+    for _ in range(4):
+        append(c.store, A, SIMPLE)
+    out = c.select()
+    assert b"[PERMANENTFLAGS (\\Seen \\Answered \\Flagged \\Deleted \\Draft \\*)]" in out
+    kws = [f"kw{i}" for i in range(MAX_FOLDER_KEYWORDS)]
+    # parser bounds: 101 flags in one list, 101 FETCH attributes
+    many = " ".join(f"f{i}" for i in range(101))
+    assert c.cmd(f"a STORE 1 +FLAGS ({many})") == b"a NO [LIMIT] Too large: too many flags\r\n"
+    atts = " ".join(["UID"] * 101)
+    assert c.cmd(f"b FETCH 1 ({atts})").startswith(b"b NO [LIMIT] ")
+    # one message: at most MAX_KEYWORDS keywords, in one STORE or added up
+    over = " ".join(kws[: MAX_KEYWORDS + 1])
+    assert c.cmd(f"c STORE 1 +FLAGS ({over})").startswith(b"c NO [LIMIT] Too many keywords")
+    assert c.cmd(f"d STORE 1 +FLAGS ({' '.join(kws[:50])})").startswith(b"* 1 FETCH")
+    out = c.cmd(f"e STORE 1 +FLAGS ({' '.join(kws[50:65])})")
+    assert out.startswith(b"e NO [LIMIT]")
+    assert b"kw50" not in c.cmd("f FETCH 1 (FLAGS)")
+    big = b"x APPEND INBOX (" + over.encode() + b") {%d+}\r\n" % len(SIMPLE) + SIMPLE
+    assert c.send(big + b"\r\n").startswith(b"x NO [LIMIT]")
+    # the folder: at most MAX_FOLDER_KEYWORDS keywords
+    for seq in (2, 3, 4):
+        chunk = " ".join(kws[seq * 50 - 50 : seq * 50])
+        assert b"OK STORE" in c.cmd(f"g STORE {seq} +FLAGS.SILENT ({chunk})")
+    assert c.cmd("h STORE 1 +FLAGS ($Another)").startswith(b"h NO [LIMIT] Too many keywords")
+    assert b"h OK" in c.cmd("h STORE 1 +FLAGS (kw199 \\Seen)")  # known ones still work
+    # a full folder no longer offers \* in PERMANENTFLAGS (rfc9051:7.1)
+    out = c.select()
+    assert b"\\*)]" not in out and b"[PERMANENTFLAGS (" in out
+    assert c.session.bad_count == 0 and not c.session.closed
 
 
 def test_rename_inbox() -> None:

@@ -51,6 +51,15 @@ class QuotaExceeded(MailStoreError):
     """SMTP answers 452 4.2.2, IMAP NO [OVERQUOTA]."""
 
 
+# Keywords a folder may use (rfc5530:3 LIMIT "the number of flags used in a mailbox"). A folder
+# remembers every keyword ever set in it; past this many, setting a new one is refused.
+MAX_FOLDER_KEYWORDS = 200
+
+
+class TooManyKeywords(MailStoreError):
+    """A new keyword would make the folder use more than MAX_FOLDER_KEYWORDS: IMAP NO [LIMIT]."""
+
+
 class InvalidName(MailStoreError):
     pass
 

@@ -20,6 +20,7 @@ from dataclasses import dataclass, field, replace
 
 from merpati.mailstore.api import (
     DEFAULT_FOLDERS,
+    MAX_FOLDER_KEYWORDS,
     AppendResult,
     Changes,
     CopyResult,
@@ -34,6 +35,7 @@ from merpati.mailstore.api import (
     NoSuchFolder,
     NoSuchMessage,
     QuotaExceeded,
+    TooManyKeywords,
 )
 from merpati.mailstore.names import (
     apply_flags,
@@ -67,6 +69,14 @@ class _Folder:
     messages: dict[int, _Message] = field(default_factory=dict)
     tombstones: list[tuple[int, int]] = field(default_factory=list)  # (modseq, uid)
     history_from: int = 0  # Changes.expunge_history_from: the newest forgotten tombstone
+    keywords: set[str] = field(default_factory=set)  # every keyword used (MAX_FOLDER_KEYWORDS)
+
+    def use_keywords(self, flags: Iterable[str]) -> None:
+        new = {f for f in flags if not f.startswith("\\")} - self.keywords
+        if new and len(self.keywords) + len(new) > MAX_FOLDER_KEYWORDS:
+            raise TooManyKeywords(f"the folder uses {len(self.keywords)} keywords")
+        self.keywords |= new
+
     changed: asyncio.Event | None = None
 
     def bump(self) -> int:
@@ -222,6 +232,7 @@ class MemoryMailbox:
         tz: int,
         uidl: str | None = None,
     ) -> AppendResult:
+        folder.use_keywords(flags)
         uid = folder.uidnext
         folder.uidnext += 1
         modseq = folder.bump()
@@ -306,8 +317,11 @@ class MemoryMailbox:
     ) -> tuple[list[MessageInfo], list[int]]:
         f = self._folder(folder)
         wanted = normalise_flags(flags)
+        if mode is not FlagMode.REMOVE:
+            f.use_keywords(wanted)
         changed: list[MessageInfo] = []
         refused: list[int] = []
+        plan: list[tuple[_Message, frozenset[str]]] = []
         for uid in sorted(set(uids)):
             msg = f.messages.get(uid)
             if msg is None:
@@ -316,8 +330,9 @@ class MemoryMailbox:
                 refused.append(uid)  # rfc7162:3.2 UNCHANGEDSINCE
                 continue
             new = apply_flags(msg.info.flags, mode.value, wanted)
-            if new == msg.info.flags:
-                continue
+            if new != msg.info.flags:
+                plan.append((msg, new))
+        for msg, new in plan:  # all or nothing: apply_flags may refuse (TooManyKeywords)
             msg.info = replace(msg.info, flags=new, modseq=f.bump())
             msg.recent = False
             changed.append(msg.info)
@@ -329,6 +344,7 @@ class MemoryMailbox:
         source, target = self._folder(src), self._folder(dst)
         picked = [source.messages[u] for u in sorted(set(uids)) if u in source.messages]
         self._check_quota(sum(m.info.size for m in picked))
+        target.use_keywords(f for m in picked for f in m.info.flags)
         pairs = []
         for msg in picked:
             result = self._store(
@@ -346,6 +362,9 @@ class MemoryMailbox:
         source, target = self._folder(src), self._folder(dst)
         if source is target:
             raise InvalidName("cannot move messages into the folder they are in")
+        target.use_keywords(
+            f for u in uids if u in source.messages for f in source.messages[u].info.flags
+        )
         pairs = []
         for uid in sorted(set(uids)):
             msg = source.messages.pop(uid, None)

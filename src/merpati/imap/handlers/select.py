@@ -14,7 +14,7 @@ from merpati.imap import commands as c
 from merpati.imap import qresync, wire
 from merpati.imap.responses import Result, bad, no, ok
 from merpati.imap.view import FlagFormatter, SelectedView, expunge_lines
-from merpati.mailstore.api import SYSTEM_FLAGS
+from merpati.mailstore.api import MAX_FOLDER_KEYWORDS, SYSTEM_FLAGS
 
 if TYPE_CHECKING:
     from merpati.imap.session import Session
@@ -66,7 +66,8 @@ async def select(s: Session, cmd: c.Command) -> Result:
     if readonly:
         s.write(b"* OK [PERMANENTFLAGS ()] Read-only mailbox\r\n")
     else:
-        perm = flags[:-1] + b" \\*)"
+        # rfc9051:7.1 "\\*": new keywords can be created; not once the folder is full
+        perm = flags if len(keywords) >= MAX_FOLDER_KEYWORDS else flags[:-1] + b" \\*)"
         s.write(b"* OK [PERMANENTFLAGS " + perm + b"] Flags permitted\r\n")
     s.write(b"* OK [UIDVALIDITY %d] UIDs valid\r\n" % info.uidvalidity)
     s.write(b"* OK [UIDNEXT %d] Predicted next UID\r\n" % info.uidnext)

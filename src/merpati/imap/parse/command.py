@@ -10,7 +10,7 @@ from collections.abc import Callable
 
 from merpati.imap import commands as c
 from merpati.imap.parse.atoms import atom, number64, nz_number, tag
-from merpati.imap.parse.cursor import Cursor, ParseError
+from merpati.imap.parse.cursor import Cursor, LimitExceeded, ParseError
 from merpati.imap.parse.dates import date_time
 from merpati.imap.parse.fetchatt import fetch_atts
 from merpati.imap.parse.flags import flag_list, store_flags
@@ -97,7 +97,7 @@ def _enable(cur: Cursor, t: bytes, name: str) -> c.Command:
     while cur.accept(b" "):
         caps.append(atom(cur).upper().decode("ascii"))
         if len(caps) > 50:
-            raise ParseError("too many capabilities")
+            raise LimitExceeded("too many capabilities")
     if not caps:
         raise ParseError("ENABLE needs a capability")
     return c.Enable(t, name, tuple(caps))
@@ -226,7 +226,7 @@ def _list(cur: Cursor, t: bytes, name: str) -> c.Command:
                 status_atts = _status_atts(cur)
             return_opts.append(opt)
             if len(return_opts) > 20:
-                raise ParseError("too many RETURN options")
+                raise LimitExceeded("too many RETURN options")
     return c.ListCommand(
         t, name, ref, patterns, select_opts, tuple(return_opts), status_atts, extended
     )

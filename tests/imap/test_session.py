@@ -421,6 +421,11 @@ def test_list_extended_nonexistent_and_childinfo() -> None:
     assert b'"/" Baz2 ("CHILDINFO"' in out  # Baz2/Bar2 is subscribed
     assert b"Tofu" not in out and b'"/" Fruit/' not in out
     assert b'* LIST (\\HasNoChildren \\Subscribed) "/" INBOX\r\n' in out
+    # rfc3501:6.3.9 LSUB with "%": the unsubscribed parent of a subscribed name, \\Noselect
+    out = c.cmd('f2 LSUB "" %')
+    assert b'* LSUB (\\Noselect \\HasChildren) "/" Fruit\r\n' in out
+    assert b'* LSUB (\\HasChildren) "/" Eps\r\n' in out and b"Tofu" not in out
+    assert b"CHILDINFO" not in out and b'"/" Fruit/' not in out
     # without RECURSIVEMATCH: no parents, no CHILDINFO
     out = c.cmd('g LIST (SUBSCRIBED) "" %')
     assert b"CHILDINFO" not in out and b"Fruit" not in out and b'"/" Eps\r\n' in out

@@ -141,9 +141,10 @@ async def list_(s: Session, cmd: c.Command) -> Result:
 
     # rfc5258:3.5 names with a descendant that meets the criteria (for CHILDINFO), and the
     # rfc5258:3 rule 2 names: such a descendant is not itself matched by the patterns.
+    # rfc3501:6.3.9 LSUB works the same way: "%" returns the unsubscribed parent \\Noselect.
     childinfo: set[str] = set()
     by_descendant: set[str] = set()
-    if recursive:
+    if recursive or lsub:
         for name in matching:
             hidden = not matched(name)
             for parent in _ancestors(name):
@@ -159,6 +160,8 @@ async def list_(s: Session, cmd: c.Command) -> Result:
         attrs: list[str] = []
         if info is None:
             attrs.append("\\NonExistent" if extended else "\\Noselect")
+        elif lsub and name not in matching:
+            attrs.append("\\Noselect")
         if name in with_children:
             attrs.append("\\HasChildren")
         elif info is not None:
@@ -169,7 +172,7 @@ async def list_(s: Session, cmd: c.Command) -> Result:
             attrs.append("\\Subscribed")
         encoded = wire.astring(s.encode_name(name), s.utf8 or s.rev2)
         line = b"* " + cmd.name.encode() + b" (" + " ".join(attrs).encode() + b') "/" ' + encoded
-        if name in childinfo:
+        if recursive and name in childinfo:
             line += b' ("CHILDINFO"' + info_text + b")"
         s.write(line + b"\r\n")
         if cmd.status_atts and info is not None:

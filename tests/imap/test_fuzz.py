@@ -2,7 +2,8 @@
 
 Invariants: the parser either returns a command or raises ParseError; the session never lets
 an exception escape, never answers with an internal error, answers a command it cannot parse
-with a tagged BAD (or BYE), and then the mailbox is unchanged.
+with a tagged BAD (or BYE; NO [LIMIT] when it only goes past a parser bound), and then the
+mailbox is unchanged.
 """
 
 from __future__ import annotations
@@ -13,7 +14,7 @@ from sansio import Client, append, run
 
 from merpati.imap import commands as c
 from merpati.imap.framing import CommandReady, Framer
-from merpati.imap.parse import ParseError
+from merpati.imap.parse import LimitExceeded, ParseError
 from merpati.imap.parse.command import parse_command
 from merpati.imap.session import SessionConfig
 from merpati.mailstore.memory import MemoryMailStore
@@ -106,9 +107,12 @@ def test_session_rejects_malformed_without_change(toks: list[str], joiner: str, 
         c.select()
     line = _line("z", toks, joiner).replace(b"\r", b"").replace(b"\n", b"").replace(b"{", b"(")
     before = snapshot(c.store)
+    limited = False
     try:
         parsed = True
         parse_command(line)
+    except LimitExceeded:
+        parsed, limited = False, True
     except ParseError:
         parsed = False
     out = c.send(line + b"\r\n")
@@ -124,6 +128,9 @@ def test_session_rejects_malformed_without_change(toks: list[str], joiner: str, 
         return
     last = out.rstrip(b"\r\n").split(b"\r\n")[-1]
     assert last.startswith((b"z OK", b"z NO", b"z BAD", b"* BAD", b"* BYE")), (line, out)
-    if not parsed:
+    if limited:  # well-formed so far but past a parser bound: NO [LIMIT] (rfc5530:3)
+        assert last.startswith((b"z NO [LIMIT]", b"* NO [LIMIT]")), (line, out)
+        assert snapshot(c.store) == before
+    elif not parsed:
         assert last.startswith((b"z BAD", b"* BAD", b"* BYE")), (line, out)
         assert snapshot(c.store) == before

@@ -73,6 +73,74 @@ def test_folders_and_status(connect: Connect) -> None:
     assert data == [b'(("" "/")) NIL NIL']
 
 
+def test_list_extended_over_the_wire(connect: Connect) -> None:
+    """rfc5258 over a real server (embedded store): a deleted subscribed folder stays
+    subscribed and \\NonExistent; RECURSIVEMATCH gives its parent CHILDINFO."""
+    m = connect()
+    _folder(m, "LX/Keep")
+    _folder(m, "LX/Gone")
+    assert m.unsubscribe("LX")[0] == "OK" and m.unsubscribe("LX/Keep")[0] == "OK"
+    assert m.delete("LX/Gone")[0] == "OK"
+    typ, data = m._simple_command("LIST", "(SUBSCRIBED)", '""', "LX/*")  # type: ignore[attr-defined]
+    assert typ == "OK"
+    typ, data = m._untagged_response(typ, data, "LIST")  # type: ignore[attr-defined]
+    assert data == [b'(\\NonExistent \\Subscribed) "/" LX/Gone']
+    typ, data = m._simple_command(  # type: ignore[attr-defined]
+        "LIST", "(SUBSCRIBED RECURSIVEMATCH)", '""', "LX", "RETURN", "(CHILDREN)"
+    )
+    typ, data = m._untagged_response(typ, data, "LIST")  # type: ignore[attr-defined]
+    assert data == [b'(\\HasChildren) "/" LX ("CHILDINFO" ("SUBSCRIBED"))']
+    assert m.unsubscribe("LX/Gone")[0] == "OK"
+    typ, data = m.lsub('""', "LX*")
+    assert data == [None]
+
+
+def test_qresync_over_the_wire(connect: Connect) -> None:
+    """rfc7162:3.2 against the embedded store: ENABLE QRESYNC, SELECT (QRESYNC ...) with
+    known UIDs and sequence-match data, UID FETCH (CHANGEDSINCE VANISHED), VANISHED updates."""
+    m = connect()
+    _folder(m, "QR", 6)
+    typ, data = m._simple_command("ENABLE", "QRESYNC")  # type: ignore[attr-defined]
+    assert typ == "OK" and m.untagged_responses.pop("ENABLED") == [b"QRESYNC"]
+    typ, _ = m.select("QR")
+    uv = int(m.untagged_responses.pop("UIDVALIDITY")[0])
+    modseq = int(m.untagged_responses.pop("HIGHESTMODSEQ")[0])
+    assert m.uid("STORE", "2,4", "+FLAGS.SILENT", "(\\Deleted)")[0] == "OK"
+    typ, data = m.expunge()
+    assert typ == "OK" and m.untagged_responses.pop("VANISHED") == [b"2,4"]
+    assert m.uid("STORE", "5", "+FLAGS.SILENT", "(\\Flagged)")[0] == "OK"
+    m.untagged_responses.clear()
+    assert m.unselect()[0] == "OK"
+    typ, data = m._simple_command(  # type: ignore[attr-defined]
+        "SELECT", "QR", f"(QRESYNC ({uv} {modseq} 1:6 (1,3 1,3)))"
+    )
+    assert typ == "OK"
+    assert m.untagged_responses.pop("VANISHED") == [b"(EARLIER) 2,4"]
+    fetched = m.untagged_responses.pop("FETCH")
+    assert len(fetched) == 1 and b"UID 5 FLAGS (\\Flagged" in fetched[0]
+    m.state = "SELECTED"  # imaplib does not know that the raw SELECT selected
+    typ, data = m.uid("FETCH", "1:*", "(FLAGS)", f"(CHANGEDSINCE {modseq} VANISHED)")
+    assert typ == "OK" and len([d for d in data if d]) == 1
+    assert m.untagged_responses.pop("VANISHED") == [b"(EARLIER) 2,4"]
+
+
+def test_limit_code_over_the_wire(connect: Connect) -> None:
+    """rfc5530:3 LIMIT from the embedded store: too many keywords on one message; a parser
+    bound (101 flags in one list). Neither is BAD, and nothing changed."""
+    m = connect()
+    _folder(m, "LIM", 1)
+    m.select("LIM")
+    kws = " ".join(f"kw{i}" for i in range(65))
+    typ, data = m.store("1", "+FLAGS", f"({kws})")
+    assert typ == "NO" and data[0].startswith(b"[LIMIT]")
+    typ, data = m.store("1", "+FLAGS", "(" + " ".join(f"f{i}" for i in range(101)) + ")")
+    assert typ == "NO" and data[0].startswith(b"[LIMIT]")
+    typ, data = m.fetch("1", "(FLAGS)")
+    assert typ == "OK" and b"kw" not in data[0]
+    typ, data = m.store("1", "+FLAGS", "(kw1 kw2)")
+    assert typ == "OK" and b"kw1 kw2" in data[0]
+
+
 def test_read_flag_search_move_delete(connect: Connect) -> None:
     m = connect()
     _folder(m, "T1", 3)

@@ -216,12 +216,25 @@ def test_commands(raw: bytes, cls: type[c.Command], fields: dict[str, object]) -
         b"A FETCH 1 FLAGS (CHANGEDSINCE 5 VANISHED)",
         b"A UID FETCH 1 FLAGS (VANISHED)",
         b"A SELECT M (QRESYNC (0 1))",
+        b"A SELECT M (QRESYNC (1 2 1:9 (1:3 4:5)))",  # rfc7162:3.2.5 sets of unequal size
+        b"A SELECT M (QRESYNC (1 2 1:9 (1:* 4:6)))",  # "*" is not allowed there
+        b"A SELECT M (QRESYNC (1 2 $))",
         b"A SELECT M (FOO)",
     ],
 )
 def test_commands_bad(raw: bytes) -> None:
     with pytest.raises(ParseError):
         parse_command(raw)
+
+
+def test_qresync_select_params() -> None:
+    cmd = parse_command(b"A SELECT M (QRESYNC (7 90 1:9,20 (1,3:4 2,5:6)))")
+    assert isinstance(cmd, c.Select) and cmd.qresync is not None
+    q = cmd.qresync
+    assert (q.uidvalidity, q.modseq) == (7, 90)
+    assert q.known_uids is not None and bytes(q.known_uids) == b"1:9,20"
+    assert q.seq_match is not None
+    assert [bytes(x) for x in q.seq_match] == [b"1,3:4", b"2,5:6"]
 
 
 def test_parse_tag() -> None:

@@ -350,6 +350,12 @@ def test_copy_move_append_codes() -> None:
     assert c.cmd("i CREATE Trash") == b"i NO [ALREADYEXISTS] Mailbox already exists\r\n"
     assert c.cmd("j DELETE INBOX") == b"j NO [CANNOT] INBOX cannot be deleted\r\n"
     assert c.cmd("k DELETE Nope") == b"k NO [NONEXISTENT] No such mailbox\r\n"
+    c.cmd("l CREATE Box/Sub")
+    assert c.cmd("l DELETE Box").startswith(b"l NO [HASCHILDREN] ")  # rfc9051:7.1
+    assert c.cmd("m RENAME Box Trash") == b"m NO [ALREADYEXISTS] Mailbox already exists\r\n"
+    assert c.cmd("n RENAME Nope Else") == b"n NO [NONEXISTENT] No such mailbox\r\n"
+    assert c.cmd("o RENAME Box Box/Sub/In").startswith(b"o NO [CANNOT] ")
+    assert c.cmd("p SELECT Nope").endswith(b"p NO [NONEXISTENT] No such mailbox\r\n")
     out = c.cmd("q GETQUOTAROOT INBOX")
     assert b'* QUOTAROOT INBOX ""\r\n* QUOTA "" (STORAGE 1 1)\r\n' in out
 
@@ -390,6 +396,115 @@ def test_list_variants() -> None:
     assert b"Junk" not in c.cmd('h LSUB "" *')
     assert c.cmd('i LIST (BOGUS) "" *').startswith(b"i BAD")
     assert b'"/" INBOX' in c.cmd('j LIST "" inbox')
+
+
+def test_list_extended_nonexistent_and_childinfo() -> None:
+    """rfc5258:5 examples: a subscribed name of a deleted folder is \\NonExistent; with
+    RECURSIVEMATCH a parent whose child meets the criteria carries CHILDINFO."""
+    c = Client().login()
+    for name in ("Fruit/Apple", "Fruit/Peach", "Tofu", "Eps/Mu", "Baz2/Bar2"):
+        assert c.cmd(f"a CREATE {name}") == b"a OK CREATE completed\r\n"
+    for name in ("Fruit", "Fruit/Apple", "Baz2", "Tofu", "Junk"):
+        c.cmd(f"u UNSUBSCRIBE {name}")
+    assert c.cmd("d DELETE Fruit/Peach") == b"d OK DELETE completed\r\n"
+    out = c.cmd('b LIST (SUBSCRIBED) "" Fruit/*')
+    assert out == (
+        b'* LIST (\\NonExistent \\Subscribed) "/" Fruit/Peach\r\nb OK LIST completed\r\n'
+    )
+    assert b"Fruit/Peach" not in c.cmd('c LIST "" *')  # only in subscription selections
+    # a plain IMAP4rev1 LSUB shows it \Noselect
+    assert b'* LSUB (\\Noselect) "/" Fruit/Peach\r\n' in c.cmd('e LSUB "" Fruit/*')
+    out = c.cmd('f LIST (SUBSCRIBED RECURSIVEMATCH) "" %')
+    assert b'* LIST (\\HasChildren) "/" Fruit ("CHILDINFO" ("SUBSCRIBED"))\r\n' in out
+    assert b'* LIST (\\HasChildren \\Subscribed) "/" Eps ("CHILDINFO" ("SUBSCRIBED"))' in out
+    assert b'* LIST (\\HasChildren \\Subscribed) "/" Baz2' not in out
+    assert b'"/" Baz2 ("CHILDINFO"' in out  # Baz2/Bar2 is subscribed
+    assert b"Tofu" not in out and b'"/" Fruit/' not in out
+    assert b'* LIST (\\HasNoChildren \\Subscribed) "/" INBOX\r\n' in out
+    # rfc3501:6.3.9 LSUB with "%": the unsubscribed parent of a subscribed name, \\Noselect
+    out = c.cmd('f2 LSUB "" %')
+    assert b'* LSUB (\\Noselect \\HasChildren) "/" Fruit\r\n' in out
+    assert b'* LSUB (\\HasChildren) "/" Eps\r\n' in out and b"Tofu" not in out
+    assert b"CHILDINFO" not in out and b'"/" Fruit/' not in out
+    # without RECURSIVEMATCH: no parents, no CHILDINFO
+    out = c.cmd('g LIST (SUBSCRIBED) "" %')
+    assert b"CHILDINFO" not in out and b"Fruit" not in out and b'"/" Eps\r\n' in out
+    # RECURSIVEMATCH alone (or with REMOTE only) is refused
+    assert c.cmd('h LIST (RECURSIVEMATCH) "" %').startswith(b"h BAD")
+    assert c.cmd('i LIST (REMOTE RECURSIVEMATCH) "" %').startswith(b"i BAD")
+    # a deleted subscribed folder under a missing parent: the parent is \NonExistent too
+    c.cmd("j DELETE Baz2/Bar2")
+    c.cmd("k DELETE Baz2")
+    out = c.cmd('l LIST (SUBSCRIBED RECURSIVEMATCH) "" %')
+    assert b'* LIST (\\NonExistent) "/" Baz2 ("CHILDINFO" ("SUBSCRIBED"))\r\n' in out
+    out = c.cmd('m LIST (SUBSCRIBED) "" *')
+    assert b'* LIST (\\NonExistent \\Subscribed) "/" Baz2/Bar2\r\n' in out
+    # UNSUBSCRIBE of the deleted name works; then it is gone everywhere
+    assert c.cmd("n UNSUBSCRIBE Baz2/Bar2") == b"n OK UNSUBSCRIBE completed\r\n"
+    assert b"Baz2" not in c.cmd('o LIST (SUBSCRIBED RECURSIVEMATCH) "" *')
+    assert c.cmd("p SUBSCRIBE Nowhere").startswith(b"p NO [NONEXISTENT]")
+
+
+def test_list_extended_return_options() -> None:
+    c = Client().login()
+    append(c.store, A, SIMPLE)
+    c.cmd("a CREATE Work/Projects")
+    c.cmd("b UNSUBSCRIBE Work")
+    out = c.cmd('c LIST "" % RETURN (CHILDREN SUBSCRIBED SPECIAL-USE)')
+    assert b'* LIST (\\HasChildren) "/" Work\r\n' in out
+    assert b'* LIST (\\HasNoChildren \\Sent \\Subscribed) "/" Sent\r\n' in out
+    # LIST-STATUS: a STATUS line after each selectable mailbox, none for \NonExistent ones
+    c.cmd("d DELETE Work/Projects")
+    c.cmd("e CREATE Gone")
+    c.cmd("f DELETE Gone")
+    out = c.cmd('g LIST (SUBSCRIBED) "" * RETURN (STATUS (MESSAGES))')
+    assert b'* LIST (\\NonExistent \\Subscribed) "/" Gone\r\n' in out
+    assert b"* STATUS Gone" not in out and b"* STATUS INBOX (MESSAGES 1)\r\n" in out
+    assert b'"/" Work\r\n' not in out  # unsubscribed; its deleted child is still subscribed
+    assert b'* LIST (\\NonExistent \\Subscribed) "/" Work/Projects\r\n' in out
+    # SPECIAL-USE selection with RECURSIVEMATCH: CHILDINFO names both criteria
+    c.cmd("h CREATE Lists/Sent2 (USE (\\Sent))")
+    out = c.cmd('i LIST (SPECIAL-USE RECURSIVEMATCH) "" %')
+    assert b'"/" Lists ("CHILDINFO" ("SPECIAL-USE"))\r\n' in out
+    assert b'* LIST (\\HasNoChildren \\Trash) "/" Trash\r\n' in out and b"INBOX" not in out
+
+
+def test_limit_response_code() -> None:
+    """rfc5530:3 / rfc9051:7.1 LIMIT: a well-formed command past one of our bounds is refused
+    with NO [LIMIT] (not BAD: it does not count towards the bad-command BYE)."""
+    from merpati.mailstore.api import MAX_FOLDER_KEYWORDS
+    from merpati.mailstore.names import MAX_KEYWORDS
+
+    c = Client().login()
+    for _ in range(4):
+        append(c.store, A, SIMPLE)
+    out = c.select()
+    assert b"[PERMANENTFLAGS (\\Seen \\Answered \\Flagged \\Deleted \\Draft \\*)]" in out
+    kws = [f"kw{i}" for i in range(MAX_FOLDER_KEYWORDS)]
+    # parser bounds: 101 flags in one list, 101 FETCH attributes
+    many = " ".join(f"f{i}" for i in range(101))
+    assert c.cmd(f"a STORE 1 +FLAGS ({many})") == b"a NO [LIMIT] Too large: too many flags\r\n"
+    atts = " ".join(["UID"] * 101)
+    assert c.cmd(f"b FETCH 1 ({atts})").startswith(b"b NO [LIMIT] ")
+    # one message: at most MAX_KEYWORDS keywords, in one STORE or added up
+    over = " ".join(kws[: MAX_KEYWORDS + 1])
+    assert c.cmd(f"c STORE 1 +FLAGS ({over})").startswith(b"c NO [LIMIT] Too many keywords")
+    assert c.cmd(f"d STORE 1 +FLAGS ({' '.join(kws[:50])})").startswith(b"* 1 FETCH")
+    out = c.cmd(f"e STORE 1 +FLAGS ({' '.join(kws[50:65])})")
+    assert out.startswith(b"e NO [LIMIT]")
+    assert b"kw50" not in c.cmd("f FETCH 1 (FLAGS)")
+    big = b"x APPEND INBOX (" + over.encode() + b") {%d+}\r\n" % len(SIMPLE) + SIMPLE
+    assert c.send(big + b"\r\n").startswith(b"x NO [LIMIT]")
+    # the folder: at most MAX_FOLDER_KEYWORDS keywords
+    for seq in (2, 3, 4):
+        chunk = " ".join(kws[seq * 50 - 50 : seq * 50])
+        assert b"OK STORE" in c.cmd(f"g STORE {seq} +FLAGS.SILENT ({chunk})")
+    assert c.cmd("h STORE 1 +FLAGS ($Another)").startswith(b"h NO [LIMIT] Too many keywords")
+    assert b"h OK" in c.cmd("h STORE 1 +FLAGS (kw199 \\Seen)")  # known ones still work
+    # a full folder no longer offers \* in PERMANENTFLAGS (rfc9051:7.1)
+    out = c.select()
+    assert b"\\*)]" not in out and b"[PERMANENTFLAGS (" in out
+    assert c.session.bad_count == 0 and not c.session.closed
 
 
 def test_rename_inbox() -> None:

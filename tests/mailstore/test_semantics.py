@@ -273,3 +273,68 @@ def test_recent_until_flags_change(run: Runner) -> None:
         assert (await box.folder("Archive")).recent == 1
 
     run(body)
+
+
+def test_subscriptions_outlive_deleted_folders(run: Runner) -> None:
+    async def body(store: Any) -> None:
+        box = store.mailbox(A)
+        await box.create_folder("Lists/Python")
+        await box.create_folder("Gone")
+        assert {"Lists", "Lists/Python", "Gone", "INBOX"} <= set(await box.subscriptions())
+        await box.subscribe("Lists", False)
+        await box.delete_folder("Gone")
+        subs = await box.subscriptions()
+        assert "Gone" in subs and "Lists" not in subs and subs == sorted(subs)
+        with pytest.raises(NoSuchFolder):
+            await box.subscribe("Never", True)  # SUBSCRIBE checks that the folder exists
+        with pytest.raises(NoSuchFolder):
+            await box.subscribe("Never", False)
+        # creating the folder again takes the kept subscription back (no duplicate)
+        await box.create_folder("Gone")
+        assert (await box.subscriptions()).count("Gone") == 1
+        await box.delete_folder("Gone")
+        await box.subscribe("Gone", False)  # UNSUBSCRIBE of a deleted folder's name
+        assert "Gone" not in await box.subscriptions()
+        await box.rename_folder("Lists", "Old")
+        subs = await box.subscriptions()
+        assert "Old/Python" in subs and "Lists/Python" not in subs
+
+    run(body)
+
+
+def test_keyword_limits(run: Runner) -> None:
+    """rfc5530:3 LIMIT: a folder uses at most MAX_FOLDER_KEYWORDS keywords (past Dovecot's 26
+    letters the embedded store keeps them in the index only), a message at most MAX_KEYWORDS;
+    past either the change is refused whole, nothing is dropped silently."""
+    from merpati.mailstore.api import MAX_FOLDER_KEYWORDS, TooManyKeywords
+    from merpati.mailstore.names import MAX_KEYWORDS
+
+    async def body(store: Any) -> None:
+        box = store.mailbox(A)
+        uids = [(await box.append("INBOX", msg(i), flags=["$First"])).uid for i in range(4)]
+        kws = [f"kw{i}" for i in range(MAX_FOLDER_KEYWORDS - 1)]
+        for i, uid in enumerate(uids):
+            chunk = kws[i * 50 : (i + 1) * 50]
+            changed, _ = await box.store_flags("INBOX", [uid], FlagMode.ADD, chunk)
+            assert changed[0].flags == frozenset(chunk) | {"$First"}
+        with pytest.raises(TooManyKeywords):  # the folder's 201st keyword
+            await box.store_flags("INBOX", [uids[0]], FlagMode.ADD, ["$OneTooMany"])
+        with pytest.raises(TooManyKeywords):
+            await box.append("INBOX", msg(9), flags=["$OneTooMany"])
+        # known keywords and system flags still work; removing never hits the limit
+        await box.store_flags("INBOX", uids, FlagMode.ADD, ["\\Seen", "kw5"])
+        await box.store_flags("INBOX", uids, FlagMode.REMOVE, ["kw1", "$Never"])
+        assert all("kw1" not in m.flags for m in await box.messages("INBOX"))
+        # one message: at most MAX_KEYWORDS keywords, refused for every message of the STORE
+        before = await box.messages("INBOX")
+        with pytest.raises(TooManyKeywords):
+            await box.store_flags("INBOX", uids[:2], FlagMode.ADD, kws[50 : 50 + MAX_KEYWORDS])
+        with pytest.raises(TooManyKeywords):
+            await box.store_flags("INBOX", uids[1:3], FlagMode.ADD, kws[: MAX_KEYWORDS - 1])
+        assert await box.messages("INBOX") == before
+        # another folder has its own count; a copy into it carries the keywords
+        result = await box.copy("INBOX", [uids[0]], "Archive")
+        copied = await box.messages("Archive")
+        assert copied[0].flags == before[0].flags and result.pairs[0][0] == uids[0]
+
+    run(body)

@@ -42,11 +42,20 @@ class Id(Command):
 
 
 @dataclass(frozen=True, slots=True)
+class Qresync:
+    """rfc7162:3.2.5 QRESYNC (uidvalidity modseq [known-uids [seq-match-data]])."""
+
+    uidvalidity: int
+    modseq: int
+    known_uids: SequenceSet | None = None  # None: all
+    seq_match: tuple[SequenceSet, SequenceSet] | None = None  # (message numbers, UIDs)
+
+
+@dataclass(frozen=True, slots=True)
 class Select(Command):
     mailbox: bytes
     condstore: bool
-    # rfc7162:3.2.5 QRESYNC (uidvalidity modseq [known-uids]); known-uids None: all
-    qresync: tuple[int, int, SequenceSet | None] | None = None
+    qresync: Qresync | None = None
 
 
 @dataclass(frozen=True, slots=True)

@@ -17,6 +17,7 @@ from merpati.mailstore.api import (
     NoSuchMessage,
     QuotaExceeded,
     StorageFailure,
+    TooManyKeywords,
 )
 
 
@@ -66,10 +67,13 @@ def store_error(exc: MailStoreError, missing_code: bytes = b"NONEXISTENT") -> Re
         return Result("NO", b"ALREADYEXISTS", "Mailbox already exists")
     if isinstance(exc, QuotaExceeded):
         return Result("NO", b"OVERQUOTA", "Quota exceeded")
+    if isinstance(exc, TooManyKeywords):  # rfc5530:3 "the number of flags used in a mailbox"
+        return Result("NO", b"LIMIT", "Too many keywords in this mailbox")
     if isinstance(exc, InvalidName):
         return Result("NO", b"CANNOT", "That mailbox name or operation is not allowed")
     if isinstance(exc, FolderNotEmpty):
-        return Result("NO", b"INUSE", "Mailbox has children; delete them first")
+        # rfc9051:7.1 HASCHILDREN: DELETE refused because of inferior names
+        return Result("NO", b"HASCHILDREN", "Mailbox has children; delete them first")
     if isinstance(exc, NoSuchMessage):
         return Result("NO", b"EXPUNGEISSUED", "Some messages were expunged meanwhile")
     if isinstance(exc, StorageFailure):  # rfc5530:3 a temporary failure; nothing changed

@@ -19,7 +19,7 @@ from merpati.auth import sasl
 from merpati.imap import commands as c
 from merpati.imap import mutf7
 from merpati.imap.framing import CommandReady, Framer, NeedContinuation, Rejected
-from merpati.imap.parse import ParseError
+from merpati.imap.parse import LimitExceeded, ParseError
 from merpati.imap.parse.command import parse_command, parse_tag
 from merpati.imap.parse.seqset import SequenceSet
 from merpati.imap.responses import Refused, Result, status_line, store_error
@@ -247,6 +247,11 @@ class Session:
             return
         try:
             cmd = parse_command(data)
+        except LimitExceeded as exc:
+            # rfc5530:3 a well-formed command past one of our bounds: NO, not a client error
+            tag = parse_tag(data) or b"*"
+            self.write(status_line(tag, "NO", b"LIMIT", f"Too large: {exc}"))
+            return
         except ParseError as exc:
             tag = parse_tag(data) or b"*"
             self.write(status_line(tag, "BAD", None, f"Syntax error: {exc}"))

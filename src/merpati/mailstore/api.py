@@ -51,6 +51,15 @@ class QuotaExceeded(MailStoreError):
     """SMTP answers 452 4.2.2, IMAP NO [OVERQUOTA]."""
 
 
+# Keywords a folder may use (rfc5530:3 LIMIT "the number of flags used in a mailbox"). A folder
+# remembers every keyword ever set in it; past this many, setting a new one is refused.
+MAX_FOLDER_KEYWORDS = 200
+
+
+class TooManyKeywords(MailStoreError):
+    """A new keyword would make the folder use more than MAX_FOLDER_KEYWORDS: IMAP NO [LIMIT]."""
+
+
 class InvalidName(MailStoreError):
     pass
 
@@ -121,6 +130,10 @@ class Changes:
     highestmodseq: int
     changed: tuple[MessageInfo, ...]  # new or with new flags, in UID order
     expunged: tuple[int, ...]  # UIDs removed, ascending
+    # ``expunged`` lists every expunge with a MODSEQ above this one (0: since the folder's
+    # UIDVALIDITY began). A store that forgets old tombstones raises it; QRESYNC (rfc7162:3.2.5)
+    # then falls back to comparing the client's UIDs with the mailbox.
+    expunge_history_from: int = 0
 
 
 @dataclass(frozen=True, slots=True)
@@ -140,7 +153,15 @@ class Mailbox(Protocol):
     async def create_folder(self, name: str, special_use: str | None = None) -> None: ...
     async def delete_folder(self, name: str) -> None: ...
     async def rename_folder(self, old: str, new: str) -> None: ...
-    async def subscribe(self, name: str, subscribed: bool) -> None: ...
+    async def subscribe(self, name: str, subscribed: bool) -> None:
+        """SUBSCRIBE needs an existing folder; UNSUBSCRIBE also takes a subscribed name whose
+        folder was deleted (rfc9051:6.3.7: deleting a folder does not unsubscribe it)."""
+        ...
+
+    async def subscriptions(self) -> list[str]:
+        """Every subscribed name, sorted, including those whose folder no longer exists (LIST
+        shows them ``\\NonExistent``, rfc5258:3)."""
+        ...
 
     async def append(
         self,

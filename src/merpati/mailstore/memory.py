@@ -4,8 +4,10 @@ backend for protocol tests. Nothing is persisted; everything lives in dicts in t
 Semantics shared with the embedded backend: accounts appear (with the default special-use
 folders) on first use; UIDs ascend per folder and are never reused; every change bumps the
 folder's HIGHESTMODSEQ and the changed message's MODSEQ; expunged UIDs are kept as tombstones
-for ``changes_since``; a message is \\Recent until its flags are first changed; quota counts
-bytes across all folders of an account. It does not simulate crashes or other processes.
+for ``changes_since`` (all of them, or the newest ``max_tombstones`` per folder, to exercise
+QRESYNC without full expunge history); a message is \\Recent until its flags are first
+changed; quota counts bytes across all folders of an account. It does not simulate crashes
+or other processes.
 """
 
 from __future__ import annotations
@@ -18,6 +20,7 @@ from dataclasses import dataclass, field, replace
 
 from merpati.mailstore.api import (
     DEFAULT_FOLDERS,
+    MAX_FOLDER_KEYWORDS,
     AppendResult,
     Changes,
     CopyResult,
@@ -32,6 +35,7 @@ from merpati.mailstore.api import (
     NoSuchFolder,
     NoSuchMessage,
     QuotaExceeded,
+    TooManyKeywords,
 )
 from merpati.mailstore.names import (
     apply_flags,
@@ -64,6 +68,15 @@ class _Folder:
     highestmodseq: int = 1
     messages: dict[int, _Message] = field(default_factory=dict)
     tombstones: list[tuple[int, int]] = field(default_factory=list)  # (modseq, uid)
+    history_from: int = 0  # Changes.expunge_history_from: the newest forgotten tombstone
+    keywords: set[str] = field(default_factory=set)  # every keyword used (MAX_FOLDER_KEYWORDS)
+
+    def use_keywords(self, flags: Iterable[str]) -> None:
+        new = {f for f in flags if not f.startswith("\\")} - self.keywords
+        if new and len(self.keywords) + len(new) > MAX_FOLDER_KEYWORDS:
+            raise TooManyKeywords(f"the folder uses {len(self.keywords)} keywords")
+        self.keywords |= new
+
     changed: asyncio.Event | None = None
 
     def bump(self) -> int:
@@ -79,12 +92,16 @@ class _Folder:
 class MemoryMailbox:
     """One account's folders and messages."""
 
-    def __init__(self, account: str, quota_lookup: QuotaLookup) -> None:
+    def __init__(
+        self, account: str, quota_lookup: QuotaLookup, max_tombstones: int | None = None
+    ) -> None:
         self.account = account
+        self._max_tombstones = max_tombstones
         self._quota_lookup = quota_lookup
         self._folders: dict[str, _Folder] = {}
         self._uidl = itertools.count(1)
         self._stamp = f"{new_uidvalidity():08x}"
+        self._kept_subscriptions: set[str] = set()  # subscribed names of deleted folders
         for name, special in DEFAULT_FOLDERS:
             self._folders[name] = _Folder(new_uidvalidity(), special)
 
@@ -124,7 +141,9 @@ class MemoryMailbox:
         for parent in parents(canonical):
             if parent not in self._folders:
                 self._folders[parent] = _Folder(new_uidvalidity(), None)
+                self._kept_subscriptions.discard(parent)
         self._folders[canonical] = _Folder(new_uidvalidity(), special_use)
+        self._kept_subscriptions.discard(canonical)
 
     async def delete_folder(self, name: str) -> None:
         canonical = normalise_folder(name)
@@ -134,6 +153,8 @@ class MemoryMailbox:
         if any(is_under(n, canonical) for n in self._folders):
             raise FolderNotEmpty(f"folder {name} has subfolders")
         del self._folders[canonical]
+        if folder.subscribed:
+            self._kept_subscriptions.add(canonical)  # rfc9051:6.3.7
         folder.notify()
 
     async def rename_folder(self, old: str, new: str) -> None:
@@ -146,6 +167,8 @@ class MemoryMailbox:
         for parent in parents(dst):
             if parent not in self._folders:
                 self._folders[parent] = _Folder(new_uidvalidity(), None)
+                self._kept_subscriptions.discard(parent)
+        self._kept_subscriptions.discard(dst)
         if src == "INBOX":
             # rfc3501:6.3.5 renaming INBOX moves its messages and leaves it empty.
             moved = _Folder(new_uidvalidity(), None)
@@ -160,7 +183,7 @@ class MemoryMailbox:
                     msg.info.uidl,
                 )
             for uid in list(folder.messages):
-                folder.tombstones.append((folder.bump(), uid))
+                self._tombstone(folder, uid)
             folder.messages.clear()
             self._folders[dst] = moved
             folder.notify()
@@ -168,12 +191,29 @@ class MemoryMailbox:
         for name in sorted(self._folders):
             if name == src or is_under(name, src):
                 self._folders[dst + name[len(src) :]] = self._folders.pop(name)
+                self._kept_subscriptions.discard(dst + name[len(src) :])
         folder.notify()
 
     async def subscribe(self, name: str, subscribed: bool) -> None:
-        self._folder(name).subscribed = subscribed
+        canonical = normalise_folder(name)
+        if not subscribed and canonical in self._kept_subscriptions:
+            self._kept_subscriptions.discard(canonical)
+            return
+        self._folder(canonical).subscribed = subscribed
+
+    async def subscriptions(self) -> list[str]:
+        names = {n for n, f in self._folders.items() if f.subscribed}
+        return sorted(names | self._kept_subscriptions)
 
     # -- messages --------------------------------------------------------------------------
+    def _tombstone(self, folder: _Folder, uid: int) -> None:
+        folder.tombstones.append((folder.bump(), uid))
+        limit = self._max_tombstones
+        if limit is not None and len(folder.tombstones) > limit:
+            dropped = folder.tombstones[: len(folder.tombstones) - limit]
+            del folder.tombstones[: len(dropped)]
+            folder.history_from = max(folder.history_from, dropped[-1][0])
+
     def _check_quota(self, extra: int) -> None:
         limit = self._quota_lookup(self.account)
         if limit is not None and self._used() + extra > limit:
@@ -192,6 +232,7 @@ class MemoryMailbox:
         tz: int,
         uidl: str | None = None,
     ) -> AppendResult:
+        folder.use_keywords(flags)
         uid = folder.uidnext
         folder.uidnext += 1
         modseq = folder.bump()
@@ -242,6 +283,7 @@ class MemoryMailbox:
             highestmodseq=f.highestmodseq,
             changed=tuple(m.info for m in f.messages.values() if m.info.modseq > modseq),
             expunged=tuple(sorted(uid for ms, uid in f.tombstones if ms > modseq)),
+            expunge_history_from=f.history_from,
         )
 
     def _message(self, folder: str, uid: int) -> _Message:
@@ -275,8 +317,11 @@ class MemoryMailbox:
     ) -> tuple[list[MessageInfo], list[int]]:
         f = self._folder(folder)
         wanted = normalise_flags(flags)
+        if mode is not FlagMode.REMOVE:
+            f.use_keywords(wanted)
         changed: list[MessageInfo] = []
         refused: list[int] = []
+        plan: list[tuple[_Message, frozenset[str]]] = []
         for uid in sorted(set(uids)):
             msg = f.messages.get(uid)
             if msg is None:
@@ -285,8 +330,9 @@ class MemoryMailbox:
                 refused.append(uid)  # rfc7162:3.2 UNCHANGEDSINCE
                 continue
             new = apply_flags(msg.info.flags, mode.value, wanted)
-            if new == msg.info.flags:
-                continue
+            if new != msg.info.flags:
+                plan.append((msg, new))
+        for msg, new in plan:  # all or nothing: apply_flags may refuse (TooManyKeywords)
             msg.info = replace(msg.info, flags=new, modseq=f.bump())
             msg.recent = False
             changed.append(msg.info)
@@ -298,6 +344,7 @@ class MemoryMailbox:
         source, target = self._folder(src), self._folder(dst)
         picked = [source.messages[u] for u in sorted(set(uids)) if u in source.messages]
         self._check_quota(sum(m.info.size for m in picked))
+        target.use_keywords(f for m in picked for f in m.info.flags)
         pairs = []
         for msg in picked:
             result = self._store(
@@ -315,6 +362,9 @@ class MemoryMailbox:
         source, target = self._folder(src), self._folder(dst)
         if source is target:
             raise InvalidName("cannot move messages into the folder they are in")
+        target.use_keywords(
+            f for u in uids if u in source.messages for f in source.messages[u].info.flags
+        )
         pairs = []
         for uid in sorted(set(uids)):
             msg = source.messages.pop(uid, None)
@@ -329,7 +379,7 @@ class MemoryMailbox:
                 msg.info.internaldate_tz,
                 msg.info.uidl,
             )
-            source.tombstones.append((source.bump(), uid))
+            self._tombstone(source, uid)
             pairs.append((uid, result.uid))
         if pairs:
             source.notify()
@@ -345,7 +395,7 @@ class MemoryMailbox:
         ]
         for uid in gone:
             del f.messages[uid]
-            f.tombstones.append((f.bump(), uid))
+            self._tombstone(f, uid)
         if gone:
             f.notify()
         return gone
@@ -373,15 +423,20 @@ def _local_tz() -> int:
 class MemoryMailStore:
     """Accounts appear on first use; ``quota_lookup(account)`` gives the byte limit or None."""
 
-    def __init__(self, quota_lookup: QuotaLookup | None = None) -> None:
+    def __init__(
+        self, quota_lookup: QuotaLookup | None = None, max_tombstones: int | None = None
+    ) -> None:
         self._quota_lookup: QuotaLookup = quota_lookup or (lambda account: None)
+        self._max_tombstones = max_tombstones
         self._mailboxes: dict[str, MemoryMailbox] = {}
         self._delivered: dict[tuple[str, str], AppendResult] = {}  # (account, key) -> result
 
     def mailbox(self, account: str) -> MemoryMailbox:
         box = self._mailboxes.get(account)
         if box is None:
-            box = self._mailboxes[account] = MemoryMailbox(account, self._quota_lookup)
+            box = self._mailboxes[account] = MemoryMailbox(
+                account, self._quota_lookup, self._max_tombstones
+            )
         return box
 
     async def create_account(self, account: str) -> None:

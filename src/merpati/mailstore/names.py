@@ -11,11 +11,11 @@ import re
 import time
 from collections.abc import Iterable
 
-from merpati.mailstore.api import SEPARATOR, SYSTEM_FLAGS, InvalidName
+from merpati.mailstore.api import SEPARATOR, SYSTEM_FLAGS, InvalidName, TooManyKeywords
 
 MAX_NAME_LENGTH = 255  # characters of a full folder name
 MAX_NAME_DEPTH = 32  # hierarchy levels
-MAX_KEYWORDS = 64  # keywords on one message
+MAX_KEYWORDS = 64  # keywords on one message (more: TooManyKeywords, IMAP NO [LIMIT])
 MAX_KEYWORD_LENGTH = 64
 
 _SYSTEM_BY_LOWER = {f.lower(): f for f in SYSTEM_FLAGS}
@@ -55,7 +55,8 @@ def is_under(name: str, ancestor: str) -> bool:
 
 def normalise_flags(flags: Iterable[str]) -> frozenset[str]:
     """System flags in their canonical case; \\Recent and unknown \\-flags dropped (they cannot
-    be stored, rfc3501:2.3.2); keywords kept as sent when they are valid atoms."""
+    be stored, rfc3501:2.3.2); keywords kept as sent when they are valid atoms. More than
+    MAX_KEYWORDS keywords raise TooManyKeywords (rfc5530:3 LIMIT) rather than losing some."""
     out: set[str] = set()
     keywords = 0
     for flag in flags:
@@ -63,20 +64,20 @@ def normalise_flags(flags: Iterable[str]) -> frozenset[str]:
             system = _SYSTEM_BY_LOWER.get(flag.lower())
             if system is not None:
                 out.add(system)
-        elif (
-            keywords < MAX_KEYWORDS
-            and len(flag) <= MAX_KEYWORD_LENGTH
-            and _KEYWORD.fullmatch(flag)
-            and flag not in out
-        ):
+        elif len(flag) <= MAX_KEYWORD_LENGTH and _KEYWORD.fullmatch(flag) and flag not in out:
             out.add(flag)
             keywords += 1
+            if keywords > MAX_KEYWORDS:
+                raise TooManyKeywords("too many keywords on one message")
     return frozenset(out)
 
 
 def apply_flags(current: frozenset[str], mode: str, flags: frozenset[str]) -> frozenset[str]:
     if mode == "add":
-        return current | flags
+        new = current | flags
+        if len(new) > MAX_KEYWORDS and sum(1 for f in new if f[0] != "\\") > MAX_KEYWORDS:
+            raise TooManyKeywords("too many keywords on one message")
+        return new
     if mode == "remove":
         return current - flags
     return flags

@@ -13,11 +13,10 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 from merpati.imap import commands as c
-from merpati.imap import sections, wire
+from merpati.imap import qresync, sections, wire
 from merpati.imap.bodystructure import body_simple, bodystructure, envelope
 from merpati.imap.parse.dates import format_date_time
 from merpati.imap.parse.fetchatt import FetchAtt
-from merpati.imap.parse.seqset import uid_set
 from merpati.imap.responses import Result, bad, no, ok
 from merpati.imap.view import FlagFormatter
 from merpati.mailstore.api import FlagMode, MessageInfo, NoSuchMessage
@@ -47,11 +46,13 @@ async def fetch(s: Session, cmd: c.Command) -> Result:
             raise bad("QRESYNC must be enabled first")  # rfc7162:3.2.6
         assert cmd.changedsince is not None
         changes = await box.changes_since(view.folder, cmd.changedsince)
-        if changes.expunged:
-            ranges = cmd.seqset.resolve(max(changes.expunged))
-            gone = [u for u in changes.expunged if any(lo <= u <= hi for lo, hi in ranges)]
-            if gone:
-                s.write(b"* VANISHED (EARLIER) " + uid_set(sorted(gone)) + b"\r\n")
+        if cmd.changedsince >= changes.expunge_history_from:
+            uidnext = max(view.uids[-1] if view.uids else 0, *changes.expunged, 0) + 1
+        else:  # no history that far back: UIDs up to UIDNEXT that are not here vanished
+            uidnext = (await box.folder(view.folder)).uidnext
+        gone = qresync.vanished_earlier(changes, cmd.changedsince, cmd.seqset, view.uids, uidnext)
+        if gone:
+            s.write(b"* VANISHED (EARLIER) " + qresync.ranges_bytes(gone) + b"\r\n")
     if cmd.changedsince is not None:
         since = cmd.changedsince
         targets = [(q, u) for q, u in targets if view.info[u].modseq > since]

@@ -80,19 +80,19 @@ def _pattern(s: Session, reference: bytes, pattern: bytes) -> re.Pattern[str]:
     return re.compile(expr, re.DOTALL)
 
 
-def _attributes(info: FolderInfo | None, has_children: bool, subscribed_flag: bool) -> list[str]:
-    attrs: list[str] = []
-    if info is None:
-        attrs.append("\\Noselect")
-    attrs.append("\\HasChildren" if has_children else "\\HasNoChildren")
-    if info is not None and info.special_use:
-        attrs.append(info.special_use)
-    if subscribed_flag and info is not None and info.subscribed:
-        attrs.append("\\Subscribed")
-    return attrs
+def _ancestors(name: str) -> list[str]:
+    parts = name.split(SEPARATOR)
+    return [SEPARATOR.join(parts[:i]) for i in range(1, len(parts))]
 
 
 async def list_(s: Session, cmd: c.Command) -> Result:
+    """LIST and LSUB. Selection (rfc5258:3): a name is returned when it matches a pattern and
+    the selection criteria (SUBSCRIBED, SPECIAL-USE; none: every existing name and hierarchy
+    level), or with RECURSIVEMATCH when a descendant that the patterns do not match meets the
+    criteria; such names carry ``("CHILDINFO" (criteria))`` (rfc5258:3.5). Names that are no
+    mailbox (hierarchy levels, subscribed names of deleted folders) are ``\\NonExistent``
+    (rfc5258:3.4, which implies ``\\Noselect``) for LIST-EXTENDED and IMAP4rev2 clients and
+    ``\\Noselect`` for a plain IMAP4rev1 LIST or LSUB."""
     assert isinstance(cmd, c.ListCommand) and s.mailbox is not None
     lsub = cmd.name == "LSUB"
     if cmd.patterns == (b"",) and not cmd.select_opts:
@@ -102,40 +102,79 @@ async def list_(s: Session, cmd: c.Command) -> Result:
     for opt in cmd.select_opts:
         if opt not in ("SUBSCRIBED", "REMOTE", "RECURSIVEMATCH", "SPECIAL-USE"):
             raise bad("Unknown LIST selection option")
-    if "RECURSIVEMATCH" in cmd.select_opts and len(set(cmd.select_opts) - {"REMOTE"}) == 1:
+    criteria = tuple(o for o in cmd.select_opts if o in ("SUBSCRIBED", "SPECIAL-USE"))
+    recursive = "RECURSIVEMATCH" in cmd.select_opts
+    if recursive and not criteria:
         raise bad("RECURSIVEMATCH needs another selection option")  # rfc5258:3
     for opt in cmd.return_opts:
         if opt not in ("SUBSCRIBED", "CHILDREN", "SPECIAL-USE", "STATUS"):
             raise bad("Unknown LIST return option")
+    if lsub:
+        criteria = ("SUBSCRIBED",)
     folders = {f.name: f for f in await s.mailbox.folders()}
+    show_subscribed = not lsub and (
+        "SUBSCRIBED" in cmd.select_opts or "SUBSCRIBED" in cmd.return_opts
+    )
+    subscribed: set[str] = set()
+    if "SUBSCRIBED" in criteria or show_subscribed:
+        subscribed = set(await s.mailbox.subscriptions())
     names = set(folders)
-    for name in list(folders):
-        parts = name.split(SEPARATOR)
-        for i in range(1, len(parts)):
-            names.add(SEPARATOR.join(parts[:i]))
-    with_children = {n.rsplit(SEPARATOR, 1)[0] for n in names if SEPARATOR in n}
+    for name in folders:
+        names.update(_ancestors(name))
+    with_children = {a for n in folders for a in _ancestors(n)}
+
+    def meets(name: str) -> bool:
+        if not criteria:
+            return name in names
+        if "SUBSCRIBED" in criteria and name not in subscribed:
+            return False
+        if "SPECIAL-USE" in criteria:
+            info = folders.get(name)
+            return info is not None and info.special_use is not None
+        return True
+
+    matching = {n for n in names | subscribed if meets(n)}
     patterns = [_pattern(s, cmd.reference, p) for p in cmd.patterns]
-    only_subscribed = lsub or "SUBSCRIBED" in cmd.select_opts
-    show_subscribed = "SUBSCRIBED" in cmd.select_opts or "SUBSCRIBED" in cmd.return_opts
-    for name in sorted(names, key=lambda n: (n != "INBOX", n)):
-        if not any(p.fullmatch(name) for p in patterns):
+
+    def matched(name: str) -> bool:
+        return any(p.fullmatch(name) for p in patterns)
+
+    # rfc5258:3.5 names with a descendant that meets the criteria (for CHILDINFO), and the
+    # rfc5258:3 rule 2 names: such a descendant is not itself matched by the patterns.
+    # rfc3501:6.3.9 LSUB works the same way: "%" returns the unsubscribed parent \\Noselect.
+    childinfo: set[str] = set()
+    by_descendant: set[str] = set()
+    if recursive or lsub:
+        for name in matching:
+            hidden = not matched(name)
+            for parent in _ancestors(name):
+                childinfo.add(parent)
+                if hidden:
+                    by_descendant.add(parent)
+    extended = (cmd.extended or s.rev2) and not lsub
+    info_text = b" (" + b" ".join(b'"' + o.encode() + b'"' for o in criteria) + b")"
+    for name in sorted(matching | by_descendant, key=lambda n: (n != "INBOX", n)):
+        if not matched(name):
             continue
         info = folders.get(name)
-        if only_subscribed and (info is None or not info.subscribed):
-            continue
-        if "SPECIAL-USE" in cmd.select_opts and (info is None or not info.special_use):
-            continue
-        attrs = _attributes(info, name in with_children, show_subscribed and not lsub)
+        attrs: list[str] = []
+        if info is None:
+            attrs.append("\\NonExistent" if extended else "\\Noselect")
+        elif lsub and name not in matching:
+            attrs.append("\\Noselect")
+        if name in with_children:
+            attrs.append("\\HasChildren")
+        elif info is not None:
+            attrs.append("\\HasNoChildren")
+        if info is not None and info.special_use:
+            attrs.append(info.special_use)
+        if show_subscribed and name in subscribed:
+            attrs.append("\\Subscribed")
         encoded = wire.astring(s.encode_name(name), s.utf8 or s.rev2)
-        s.write(
-            b"* "
-            + cmd.name.encode()
-            + b" ("
-            + " ".join(attrs).encode()
-            + b') "/" '
-            + encoded
-            + b"\r\n"
-        )
+        line = b"* " + cmd.name.encode() + b" (" + " ".join(attrs).encode() + b') "/" ' + encoded
+        if recursive and name in childinfo:
+            line += b' ("CHILDINFO"' + info_text + b")"
+        s.write(line + b"\r\n")
         if cmd.status_atts and info is not None:
             s.write(await _status_line(s, info, cmd.status_atts, encoded))
     return ok(f"{cmd.name} completed")

@@ -11,11 +11,10 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 from merpati.imap import commands as c
-from merpati.imap import wire
-from merpati.imap.parse.seqset import SequenceSet, uid_set
+from merpati.imap import qresync, wire
 from merpati.imap.responses import Result, bad, no, ok
 from merpati.imap.view import FlagFormatter, SelectedView, expunge_lines
-from merpati.mailstore.api import SYSTEM_FLAGS
+from merpati.mailstore.api import MAX_FOLDER_KEYWORDS, SYSTEM_FLAGS
 
 if TYPE_CHECKING:
     from merpati.imap.session import Session
@@ -67,34 +66,34 @@ async def select(s: Session, cmd: c.Command) -> Result:
     if readonly:
         s.write(b"* OK [PERMANENTFLAGS ()] Read-only mailbox\r\n")
     else:
-        perm = flags[:-1] + b" \\*)"
+        # rfc9051:7.1 "\\*": new keywords can be created; not once the folder is full
+        perm = flags if len(keywords) >= MAX_FOLDER_KEYWORDS else flags[:-1] + b" \\*)"
         s.write(b"* OK [PERMANENTFLAGS " + perm + b"] Flags permitted\r\n")
     s.write(b"* OK [UIDVALIDITY %d] UIDs valid\r\n" % info.uidvalidity)
     s.write(b"* OK [UIDNEXT %d] Predicted next UID\r\n" % info.uidnext)
     s.write(b"* OK [HIGHESTMODSEQ %d] Highest\r\n" % info.highestmodseq)
     s.view = view
     s.state = State.SELECTED
-    if cmd.qresync is not None and cmd.qresync[0] == info.uidvalidity:
-        await _resync(s, view, cmd.qresync[1], cmd.qresync[2])
+    if cmd.qresync is not None and cmd.qresync.uidvalidity == info.uidvalidity:
+        await _resync(s, view, cmd.qresync, info.uidnext)
     code = b"READ-ONLY" if readonly else b"READ-WRITE"
     return ok(f"{cmd.name} completed", code)
 
 
-async def _resync(s: Session, view: SelectedView, modseq: int, known: SequenceSet | None) -> None:
+async def _resync(s: Session, view: SelectedView, q: c.Qresync, uidnext: int) -> None:
     """rfc7162:3.2.5.1 what changed since the client's MODSEQ: VANISHED (EARLIER) for the
-    expunged UIDs it may know, FETCH (UID FLAGS MODSEQ) for the changed messages."""
+    expunged UIDs it may know (see ``merpati.imap.qresync``), then FETCH (UID FLAGS MODSEQ) for
+    the changed messages. Sent after the OK [HIGHESTMODSEQ] and before the tagged OK."""
     assert s.mailbox is not None
-    changes = await s.mailbox.changes_since(view.folder, modseq)
-    gone = list(changes.expunged)
-    if known is not None and gone:
-        ranges = known.resolve(max(gone))
-        gone = [u for u in gone if any(lo <= u <= hi for lo, hi in ranges)]
+    above = 0 if q.seq_match is None else qresync.matched_uid(q.seq_match, view.seq_of)
+    changes = await s.mailbox.changes_since(view.folder, q.modseq)
+    gone = qresync.vanished_earlier(changes, q.modseq, q.known_uids, view.uids, uidnext, above)
     if gone:
-        s.write(b"* VANISHED (EARLIER) " + uid_set(sorted(gone)) + b"\r\n")
+        s.write(b"* VANISHED (EARLIER) " + qresync.ranges_bytes(gone) + b"\r\n")
     for m in changes.changed:
         seq = view.seq_of(m.uid)
         mine = view.info.get(m.uid)
-        if seq is None or mine is None or mine.modseq <= modseq:
+        if seq is None or mine is None or mine.modseq <= q.modseq:
             continue
         flags = view.fmt(mine.flags, not s.rev2 and m.uid in view.recent)
         s.write(b"* %d FETCH (UID %d FLAGS %s MODSEQ (%d))\r\n" % (seq, m.uid, flags, mine.modseq))

@@ -6,6 +6,6 @@ literal's octets inline after its ``{n}CRLF`` (``merpati.imap.framing`` assemble
 reads beyond the buffer, allocates more than the input, or recurses without a depth bound.
 """
 
-from merpati.imap.parse.cursor import Cursor, ParseError
+from merpati.imap.parse.cursor import Cursor, LimitExceeded, ParseError
 
-__all__ = ["Cursor", "ParseError"]
+__all__ = ["Cursor", "LimitExceeded", "ParseError"]

@@ -10,7 +10,7 @@ from collections.abc import Callable
 
 from merpati.imap import commands as c
 from merpati.imap.parse.atoms import atom, number64, nz_number, tag
-from merpati.imap.parse.cursor import Cursor, ParseError
+from merpati.imap.parse.cursor import Cursor, LimitExceeded, ParseError
 from merpati.imap.parse.dates import date_time
 from merpati.imap.parse.fetchatt import fetch_atts
 from merpati.imap.parse.flags import flag_list, store_flags
@@ -97,7 +97,7 @@ def _enable(cur: Cursor, t: bytes, name: str) -> c.Command:
     while cur.accept(b" "):
         caps.append(atom(cur).upper().decode("ascii"))
         if len(caps) > 50:
-            raise ParseError("too many capabilities")
+            raise LimitExceeded("too many capabilities")
     if not caps:
         raise ParseError("ENABLE needs a capability")
     return c.Enable(t, name, tuple(caps))
@@ -112,7 +112,7 @@ def _select(cur: Cursor, t: bytes, name: str) -> c.Command:
     cur.sp()
     mbox = astring(cur)
     condstore = False
-    qresync: tuple[int, int, SequenceSet | None] | None = None
+    qresync: c.Qresync | None = None
     if cur.accept(b" "):
         # rfc4466:2.4 select-params: CONDSTORE (rfc7162:3.1.8), QRESYNC (rfc7162:3.2.5)
         cur.expect(b"(")
@@ -131,24 +131,41 @@ def _select(cur: Cursor, t: bytes, name: str) -> c.Command:
     return c.Select(t, name, mbox, condstore, qresync)
 
 
-def _qresync_param(cur: Cursor) -> tuple[int, int, SequenceSet | None]:
+def _qresync_param(cur: Cursor) -> c.Qresync:
     cur.expect(b"(")
     uidvalidity = nz_number(cur)
     cur.sp()
     modseq = number64(cur)
     known: SequenceSet | None = None
+    seq_match: tuple[SequenceSet, SequenceSet] | None = None
     if cur.accept(b" ") and cur.peek() != b"(":
-        known = sequence_set(cur)
+        known = _no_saved(sequence_set(cur))
         cur.accept(b" ")
     if cur.peek() == b"(":
-        # seq-match-data: accepted; we answer from MODSEQ and the known UIDs alone
+        # rfc7162:3.2.5 seq-match-data = "(" known-sequence-set SP known-uid-set ")", where
+        # "*" is not allowed
         cur.pos += 1
-        sequence_set(cur)
+        seqs = _no_saved(sequence_set(cur))
         cur.sp()
-        sequence_set(cur)
+        uids = _no_saved(sequence_set(cur))
         cur.expect(b")")
+        if any(None in r for r in seqs.ranges + uids.ranges):
+            raise ParseError("* is not allowed in sequence-match data")
+        if _count(seqs) != _count(uids):
+            raise ParseError("the sequence-match sets differ in size")
+        seq_match = (seqs, uids)
     cur.expect(b")")
-    return uidvalidity, modseq, known
+    return c.Qresync(uidvalidity, modseq, known, seq_match)
+
+
+def _count(seqset: SequenceSet) -> int:
+    return sum(abs((b or 0) - (a or 0)) + 1 for a, b in seqset.ranges)
+
+
+def _no_saved(seqset: SequenceSet) -> SequenceSet:
+    if seqset.saved:
+        raise ParseError("$ is not allowed here")
+    return seqset
 
 
 def _one_mailbox(cur: Cursor, t: bytes, name: str) -> c.Command:
@@ -209,7 +226,7 @@ def _list(cur: Cursor, t: bytes, name: str) -> c.Command:
                 status_atts = _status_atts(cur)
             return_opts.append(opt)
             if len(return_opts) > 20:
-                raise ParseError("too many RETURN options")
+                raise LimitExceeded("too many RETURN options")
     return c.ListCommand(
         t, name, ref, patterns, select_opts, tuple(return_opts), status_atts, extended
     )

@@ -13,6 +13,12 @@ class ParseError(Exception):
     """
 
 
+class LimitExceeded(ParseError):
+    """The command follows the grammar as far as it was read but goes past one of our bounds
+    (ranges in a sequence set, flags, search keys, header fields...): answered with a tagged
+    ``NO [LIMIT]`` (rfc5530:3, rfc9051:7.1), not BAD, since the client did nothing wrong."""
+
+
 class Cursor:
     __slots__ = ("buf", "pos")
 

@@ -10,7 +10,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from merpati.imap.parse.atoms import ASTRING_CHARS, number, nz_number
-from merpati.imap.parse.cursor import Cursor, ParseError
+from merpati.imap.parse.cursor import Cursor, LimitExceeded, ParseError
 from merpati.imap.parse.strings import astring
 
 SIMPLE = (
@@ -80,7 +80,7 @@ def _section(cur: Cursor, binary: bool) -> tuple[tuple[int, ...], str | None, tu
             cur.pos += 1
             parts.append(nz_number(cur))
             if len(parts) > MAX_PART_DEPTH:
-                raise ParseError("section too deep")
+                raise LimitExceeded("section too deep")
         if binary:
             cur.expect(b"]")
             return tuple(parts), None, ()
@@ -110,7 +110,7 @@ def _section(cur: Cursor, binary: bool) -> tuple[tuple[int, ...], str | None, tu
                 raise ParseError("bad header field name")
             fields.append(name)
             if len(fields) > MAX_FIELDS:
-                raise ParseError("too many header fields")
+                raise LimitExceeded("too many header fields")
             if cur.accept(b")"):
                 break
             cur.sp()
@@ -168,7 +168,7 @@ def fetch_atts(cur: Cursor) -> tuple[FetchAtt, ...]:
             cur.sp()
             out.append(fetch_att(cur))
             if len(out) > 100:
-                raise ParseError("too many fetch attributes")
+                raise LimitExceeded("too many fetch attributes")
         return tuple(out)
     save = cur.pos
     word = _word(cur)

@@ -8,7 +8,7 @@ is not a flag a client may set (rfc3501:2.3.2) and is refused.
 from __future__ import annotations
 
 from merpati.imap.parse.atoms import ATOM_CHARS, atom, take_chars
-from merpati.imap.parse.cursor import Cursor, ParseError
+from merpati.imap.parse.cursor import Cursor, LimitExceeded, ParseError
 
 SYSTEM_FLAGS = {
     b"\\SEEN": "\\Seen",
@@ -39,7 +39,7 @@ def flag_list(cur: Cursor) -> tuple[str, ...]:
     while True:
         out.append(flag(cur))
         if len(out) > MAX_FLAGS:
-            raise ParseError("too many flags")
+            raise LimitExceeded("too many flags")
         if cur.accept(b")"):
             return tuple(out)
         cur.sp()
@@ -59,5 +59,5 @@ def store_flags(cur: Cursor) -> tuple[str, ...]:
             cur.pos = save
             break
         if len(out) > MAX_FLAGS:
-            raise ParseError("too many flags")
+            raise LimitExceeded("too many flags")
     return tuple(out)

@@ -8,7 +8,7 @@ from collections.abc import Callable
 from typing import TypeVar
 
 from merpati.imap.parse.atoms import LIST_CHARS, atom, take_chars
-from merpati.imap.parse.cursor import Cursor, ParseError
+from merpati.imap.parse.cursor import Cursor, LimitExceeded, ParseError
 from merpati.imap.parse.strings import nstring, string
 
 MAX_ITEMS = 100
@@ -25,7 +25,7 @@ def paren_list(cur: Cursor, item: Callable[[Cursor], T], allow_empty: bool = Tru
     while True:
         out.append(item(cur))
         if len(out) > MAX_ITEMS:
-            raise ParseError("list too long")
+            raise LimitExceeded("list too long")
         if cur.accept(b")"):
             return out
         cur.sp()

@@ -11,7 +11,7 @@ import datetime as dt
 from dataclasses import dataclass
 
 from merpati.imap.parse.atoms import ATOM_CHARS, atom, number64, take_chars
-from merpati.imap.parse.cursor import Cursor, ParseError
+from merpati.imap.parse.cursor import Cursor, LimitExceeded, ParseError
 from merpati.imap.parse.dates import date
 from merpati.imap.parse.seqset import SequenceSet, sequence_set
 from merpati.imap.parse.strings import astring
@@ -51,7 +51,7 @@ class SearchProgram:
 
 def search_key(cur: Cursor, depth: int = 0) -> SearchKey:
     if depth > MAX_DEPTH:
-        raise ParseError("search too deeply nested")
+        raise LimitExceeded("search too deeply nested")
     c = cur.peek()
     if c == b"(":
         cur.pos += 1
@@ -60,7 +60,7 @@ def search_key(cur: Cursor, depth: int = 0) -> SearchKey:
             cur.sp()
             keys.append(search_key(cur, depth + 1))
             if len(keys) > MAX_KEYS:
-                raise ParseError("too many search keys")
+                raise LimitExceeded("too many search keys")
         return SearchKey("AND", children=tuple(keys))
     if c.isdigit() or c in (b"*", b"$"):
         return SearchKey("SEQ", seqset=sequence_set(cur))
@@ -129,7 +129,7 @@ def search_program(cur: Cursor) -> SearchProgram:
         cur.sp()
         keys.append(search_key(cur))
         if len(keys) > MAX_KEYS:
-            raise ParseError("too many search keys")
+            raise LimitExceeded("too many search keys")
     key = keys[0] if len(keys) == 1 else SearchKey("AND", children=tuple(keys))
     return SearchProgram(key, charset, returns, _uses_modseq(key))
 

@@ -12,7 +12,7 @@ from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 
 from merpati.imap.parse.atoms import MAX_NUMBER
-from merpati.imap.parse.cursor import Cursor, ParseError
+from merpati.imap.parse.cursor import Cursor, LimitExceeded, ParseError
 
 MAX_RANGES = 10_000  # more ranges than any client sends; bounds the work per command
 
@@ -91,7 +91,7 @@ def sequence_set(cur: Cursor) -> SequenceSet:
         b = _seq_number(cur) if cur.accept(b":") else a
         ranges.append((a, b))
         if len(ranges) > MAX_RANGES:
-            raise ParseError("sequence set too long")
+            raise LimitExceeded("sequence set too long")
         if not cur.accept(b","):
             break
     return SequenceSet(tuple(ranges))

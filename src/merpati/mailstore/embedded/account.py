@@ -268,6 +268,7 @@ class Account:
         make_maildir(self.root / dirname)
         (self.root / dirname / "maildirfolder").touch()  # Maildir++ marks subfolders so
         new_mtime, cur_mtime = dir_mtimes(self.root / dirname)
+        w.execute("DELETE FROM kept_subscriptions WHERE name = ?", (name,))
         w.execute(
             "INSERT INTO folders (name, dirname, uidvalidity, special_use, new_mtime, cur_mtime)"
             " VALUES (?, ?, ?, ?, ?, ?)",
@@ -305,6 +306,8 @@ class Account:
                 for table in ("messages", "structures", "expunged", "keywords"):
                     w.execute(f"DELETE FROM {table} WHERE folder = ?", (row.id,))
                 w.execute("DELETE FROM folders WHERE id = ?", (row.id,))
+                if row.subscribed:  # rfc9051:6.3.7 deleting does not unsubscribe
+                    w.execute("INSERT OR IGNORE INTO kept_subscriptions VALUES (?)", (name,))
                 self.adjust_used(w, -int(size))
                 trash = self.root / "tmp" / f"deleted-{new_basename()}"
                 os.rename(self.root / row.dirname, trash)
@@ -344,6 +347,7 @@ class Account:
                             "UPDATE folders SET name = ?, dirname = ? WHERE id = ?",
                             (name, dirname, row.id),
                         )
+                        w.execute("DELETE FROM kept_subscriptions WHERE name = ?", (name,))
                     fsync_dir(self.root)
             except BaseException:
                 for src, dst in reversed(moved):
@@ -369,8 +373,20 @@ class Account:
         with self.wlock:
             w = self._writer()
             with transaction(w):
+                if (
+                    not subscribed
+                    and w.execute("DELETE FROM kept_subscriptions WHERE name = ?", (name,)).rowcount
+                ):
+                    return
                 row = self._row(w, name)
                 w.execute("UPDATE folders SET subscribed = ? WHERE id = ?", (subscribed, row.id))
+
+    def subscriptions(self) -> list[str]:
+        with self.rlock:
+            r = self._reader()
+            names = {n for (n,) in r.execute("SELECT name FROM folders WHERE subscribed")}
+            names.update(n for (n,) in r.execute("SELECT name FROM kept_subscriptions"))
+        return sorted(names)
 
     # -- reading messages -----------------------------------------------------------------------
     def _flags(self, text: str) -> frozenset[str]:

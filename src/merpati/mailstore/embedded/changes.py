@@ -46,7 +46,8 @@ def store_flags(
                 row = acct._row(w, name)
                 modseq = row.highestmodseq
                 folder_dir = acct.root / row.dirname
-                letters = assign_keywords(w, acct.root, row, flags)
+                # removing a keyword never counts against MAX_FOLDER_KEYWORDS
+                letters = assign_keywords(w, acct.root, row, () if mode == "remove" else flags)
                 for i in range(0, len(wanted), 500):
                     chunk = wanted[i : i + 500]
                     marks = ",".join("?" * len(chunk))

@@ -29,6 +29,7 @@ from merpati.mailstore.api import (
     NoSuchFolder,
     QuotaExceeded,
     StorageFailure,
+    TooManyKeywords,
 )
 from merpati.mailstore.embedded.account import Account
 from merpati.mailstore.embedded.index import transaction
@@ -123,16 +124,20 @@ def _commit_account(jobs: list[tuple[int, AppendJob]]) -> dict[int, Outcome]:
                     if job.limit is not None and used + job.size > job.limit:
                         outcomes[i] = QuotaExceeded("mailbox is full")
                         continue
+                    if job.flags:
+                        try:  # raises before it writes anything: the batch goes on
+                            letters = assign_keywords(w, account.root, row, job.flags)
+                        except TooManyKeywords as exc:
+                            outcomes[i] = exc
+                            continue
+                        rel = "cur/" + filename(job.base, job.size, job.flags, letters)
+                    else:
+                        rel = "new/" + filename(job.base, job.size, None)
                     st = state.setdefault(
                         job.folder, [row.id, row.uidvalidity, row.uidnext, row.highestmodseq]
                     )
                     uid, modseq = st[2], st[3] + 1
                     st[2], st[3] = uid + 1, modseq
-                    if job.flags:
-                        letters = assign_keywords(w, account.root, row, job.flags)
-                        rel = "cur/" + filename(job.base, job.size, job.flags, letters)
-                    else:
-                        rel = "new/" + filename(job.base, job.size, None)
                     final = account.root / row.dirname / rel
                     os.rename(job.tmp, final)
                     placed.append((job.tmp, final))

@@ -65,14 +65,6 @@ CREATE TABLE IF NOT EXISTS expunged (
 );
 CREATE INDEX IF NOT EXISTS expunged_modseq ON expunged (folder, modseq);
 CREATE INDEX IF NOT EXISTS expunged_uidl ON expunged (uidl);
-CREATE TABLE IF NOT EXISTS delivery_keys (
-    key TEXT PRIMARY KEY,
-    at REAL NOT NULL,
-    uidvalidity INTEGER NOT NULL,
-    uid INTEGER NOT NULL,
-    modseq INTEGER NOT NULL
-) WITHOUT ROWID;
-CREATE INDEX IF NOT EXISTS delivery_keys_at ON delivery_keys (at);
 CREATE TABLE IF NOT EXISTS keywords (
     folder INTEGER NOT NULL,
     idx INTEGER NOT NULL,
@@ -80,6 +72,19 @@ CREATE TABLE IF NOT EXISTS keywords (
     PRIMARY KEY (folder, idx)
 ) WITHOUT ROWID;
 """
+
+
+# Tables added to schema 1 later: created on every open when absent (no data to move).
+_LATER_TABLES = (
+    # Subscribed names whose folder was deleted (rfc9051:6.3.7); other subscriptions are a
+    # column of ``folders``.
+    "CREATE TABLE IF NOT EXISTS kept_subscriptions (name TEXT PRIMARY KEY) WITHOUT ROWID",
+    # Deliveries already committed, by idempotency key (MailStore.deliver; intake replay).
+    "CREATE TABLE IF NOT EXISTS delivery_keys (key TEXT PRIMARY KEY, at REAL NOT NULL,"
+    " uidvalidity INTEGER NOT NULL, uid INTEGER NOT NULL, modseq INTEGER NOT NULL)"
+    " WITHOUT ROWID",
+    "CREATE INDEX IF NOT EXISTS delivery_keys_at ON delivery_keys (at)",
+)
 
 
 def connect(path: Path) -> sqlite3.Connection:
@@ -101,7 +106,7 @@ def open_index(path: Path) -> sqlite3.Connection:
         conn = connect(path)
         version = _version(conn)
         if version == SCHEMA_VERSION:
-            _add_delivery_keys(conn)  # indexes made before the table existed
+            _add_later_tables(conn)
             return conn
         if version is not None or _has_tables(conn):
             conn.close()
@@ -113,22 +118,9 @@ def open_index(path: Path) -> sqlite3.Connection:
     return conn
 
 
-def _add_delivery_keys(conn: sqlite3.Connection) -> None:
-    if conn.execute(
-        "SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'delivery_keys'"
-    ).fetchone():
-        return
-    start = _SCHEMA.index("CREATE TABLE IF NOT EXISTS delivery_keys")
-    end = _SCHEMA.index("CREATE TABLE IF NOT EXISTS keywords")
-    conn.execute("BEGIN IMMEDIATE")
-    try:
-        for statement in _SCHEMA[start:end].split(";"):
-            if statement.strip():
-                conn.execute(statement)
-        conn.execute("COMMIT")
-    except BaseException:
-        conn.execute("ROLLBACK")
-        raise
+def _add_later_tables(conn: sqlite3.Connection) -> None:
+    for statement in _LATER_TABLES:
+        conn.execute(statement)
 
 
 def _create(conn: sqlite3.Connection) -> None:
@@ -137,6 +129,7 @@ def _create(conn: sqlite3.Connection) -> None:
         for statement in _SCHEMA.split(";"):
             if statement.strip():
                 conn.execute(statement)
+        _add_later_tables(conn)
         conn.execute(
             "INSERT OR IGNORE INTO meta (key, value) VALUES ('schema', ?), ('used', 0),"
             " ('created', ?)",

@@ -87,6 +87,9 @@ class EmbeddedMailbox:
     async def subscribe(self, name: str, subscribed: bool) -> None:
         await self._call(Account.subscribe, normalise_folder(name), subscribed)
 
+    async def subscriptions(self) -> list[str]:
+        return await self._call(Account.subscriptions)
+
     # -- appends --------------------------------------------------------------------------------
     def _limit(self) -> int | None:
         return self._store.quota_lookup(self.account)

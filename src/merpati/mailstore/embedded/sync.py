@@ -18,7 +18,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
 
-from merpati.mailstore.api import DEFAULT_FOLDERS
+from merpati.mailstore.api import DEFAULT_FOLDERS, MAX_FOLDER_KEYWORDS, TooManyKeywords
 from merpati.mailstore.embedded.layout import (
     KEYWORD_LETTERS,
     UIDVALIDITY_FILE,
@@ -64,35 +64,51 @@ def folder_row(conn: sqlite3.Connection, name: str) -> FolderRow | None:
 
 
 def keyword_letters(conn: sqlite3.Connection, row: FolderRow) -> dict[str, str]:
-    """keyword -> its Dovecot letter in this folder."""
+    """keyword -> its Dovecot letter in this folder (keywords past the 26th have none)."""
     return {
         name: KEYWORD_LETTERS[idx]
-        for idx, name in conn.execute("SELECT idx, name FROM keywords WHERE folder = ?", (row.id,))
+        for idx, name in conn.execute(
+            "SELECT idx, name FROM keywords WHERE folder = ? AND idx < ?",
+            (row.id, len(KEYWORD_LETTERS)),
+        )
     }
 
 
 def assign_keywords(
     conn: sqlite3.Connection, root: Path, row: FolderRow, flags: Iterable[str]
 ) -> dict[str, str]:
-    """Give letters to keywords of ``flags`` that have none yet (while any of the 26 is free),
-    mirror the table into the folder's ``dovecot-keywords``; return keyword -> letter. In a
-    write transaction."""
-    letters = keyword_letters(conn, row)
-    new = sorted({f for f in flags if not f.startswith("\\") and f not in letters})
+    """Record the keywords of ``flags`` the folder has not used yet: each gets a letter while
+    any of the 26 is free (mirrored into the folder's ``dovecot-keywords``), later ones an
+    index past the letters. Raises TooManyKeywords past MAX_FOLDER_KEYWORDS. Returns keyword ->
+    letter. In a write transaction."""
+    known = {
+        name: idx
+        for idx, name in conn.execute("SELECT idx, name FROM keywords WHERE folder = ?", (row.id,))
+    }
+    letters = {k: KEYWORD_LETTERS[i] for k, i in known.items() if i < len(KEYWORD_LETTERS)}
+    new = sorted({f for f in flags if not f.startswith("\\") and f not in known})
     if not new:
         return letters
-    used = {KEYWORD_LETTERS.index(letter) for letter in letters.values()}
+    if len(known) + len(new) > MAX_FOLDER_KEYWORDS:
+        raise TooManyKeywords(f"folder {row.name} uses {len(known)} keywords")
+    used = set(known.values())
     free = [i for i in range(len(KEYWORD_LETTERS)) if i not in used]
-    if not free:
-        return letters
-    for keyword, idx in zip(new, free, strict=False):
+    beyond = max(max(used, default=-1) + 1, len(KEYWORD_LETTERS))
+    lettered = False
+    for keyword in new:
+        if free:
+            idx = free.pop(0)
+            letters[keyword] = KEYWORD_LETTERS[idx]
+            lettered = True
+        else:
+            idx, beyond = beyond, beyond + 1
         conn.execute(
             "INSERT INTO keywords (folder, idx, name) VALUES (?, ?, ?)", (row.id, idx, keyword)
         )
-        letters[keyword] = KEYWORD_LETTERS[idx]
-    write_keywords_file(
-        root / row.dirname, {KEYWORD_LETTERS.index(v): k for k, v in letters.items()}
-    )
+    if lettered:
+        write_keywords_file(
+            root / row.dirname, {KEYWORD_LETTERS.index(v): k for k, v in letters.items()}
+        )
     return letters
 
 

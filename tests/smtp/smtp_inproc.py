@@ -21,6 +21,7 @@ from merpati.app import App
 from merpati.config import Config, DeliveryConfig, LimitsConfig, ListenAddress, TLSConfig
 from merpati.delivery.api import Envelope, Recipient
 from merpati.delivery.deliver import make_deliverer
+from merpati.delivery.intake import start_intake
 from merpati.server.listeners import Acceptor
 from merpati.server.runtime import build_app
 from merpati.smtp.server import mx_listener, submission_listener, submissions_listener
@@ -52,8 +53,10 @@ class InProcServer:
         plaintext_auth: bool = False,
         hostname: str = "mx.test",
         show_auth_user: bool = False,
+        intake: bool = False,
         **limits: Any,
     ) -> None:
+        self.with_intake = intake
         self.config = Config(
             hostname=hostname,
             data_dir=data_dir,
@@ -72,6 +75,7 @@ class InProcServer:
         app = build_app(self.config)
         app.queue = self.queue
         app.deliver = make_deliverer(app)
+        self.intake = await start_intake(app) if self.with_intake else None
         self.acceptor = Acceptor(app)
         self.ports: dict[str, int] = {}
         for name, factory in (
@@ -112,6 +116,8 @@ class InProcServer:
             self.app.stopping.set()
             self.acceptor.stop_accepting()
             await self.acceptor.drain(2)
+            if self.intake is not None:
+                await self.intake.stop()
             await self.app.mailstore.close()
 
         try:

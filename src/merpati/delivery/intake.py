@@ -37,12 +37,12 @@ from merpati.delivery.journal import (
     SegmentWriter,
     done_payload,
     encode,
-    fsync_dir,
     msg_payload,
     read_payload,
     scan,
     split_msg,
 )
+from merpati.durable import fsync_dir
 
 if TYPE_CHECKING:
     from merpati.app import App

@@ -26,6 +26,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from merpati.durable import fsync_dir
+
 MAGIC = b"MJ"
 KIND_MSG = 1
 KIND_DONE = 2
@@ -129,14 +131,6 @@ def read_payload(ref: MsgRef) -> bytes:
     if len(data) != ref.length:
         raise JournalError(f"{ref.segment.name}: record {ref.seq} is short")
     return data
-
-
-def fsync_dir(directory: Path) -> None:
-    fd = os.open(directory, os.O_RDONLY | os.O_DIRECTORY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
 
 
 class SegmentWriter:

@@ -81,22 +81,15 @@ def vanished_earlier(
     if largest < 1:
         return []
     ranges = known.resolve(largest) if known is not None else [(1, largest)]
+    out: list[tuple[int, int]] = []
     if modseq >= changes.expunge_history_from:
         gone = [u for u in changes.expunged if u > above]
-        out: list[tuple[int, int]] = []
-        j = 0
-        for u in gone:
-            while j < len(ranges) and ranges[j][1] < u:
-                j += 1
-            if j == len(ranges):
-                break
-            if ranges[j][0] <= u:
-                if out and out[-1][1] == u - 1:
-                    out[-1] = (out[-1][0], u)
-                else:
-                    out.append((u, u))
+        for u in known.select(gone, largest) if known is not None else gone:
+            if out and out[-1][1] == u - 1:
+                out[-1] = (out[-1][0], u)
+            else:
+                out.append((u, u))
         return out
-    out = []
     for lo, hi in ranges:
         lo, hi = max(lo, above + 1), min(hi, largest)
         if lo <= hi:

@@ -31,6 +31,7 @@ from typing import Any, Literal, cast
 
 from merpati.delivery.api import Envelope, Recipient
 from merpati.delivery.codec import envelope_fields, envelope_from_fields
+from merpati.durable import fsync_dir
 
 __all__ = ["QueueStore", "QueuedMessage", "QueuedRecipient", "RecipientUpdate"]
 
@@ -138,14 +139,6 @@ def new_queue_id(now: float) -> str:
     return f"{int(now * 1_000_000):013x}{secrets.token_hex(4)}"
 
 
-def _fsync_dir(path: Path) -> None:
-    fd = os.open(path, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-
-
 class QueueStore:
     """Synchronous core with ``async`` wrappers that run it in a thread."""
 
@@ -206,7 +199,7 @@ class QueueStore:
             f.flush()
             os.fsync(f.fileno())
         os.replace(tmp, self.msg_dir / qid)
-        _fsync_dir(self.msg_dir)
+        fsync_dir(self.msg_dir)
         with self._tx() as db:
             db.execute(
                 "INSERT INTO messages (id, mail_from, envelope, size, created, next_attempt)"

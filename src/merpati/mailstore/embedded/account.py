@@ -20,6 +20,7 @@ import threading
 import time
 from pathlib import Path
 
+from merpati.durable import fsync_dir
 from merpati.mailstore.api import (
     SEPARATOR,
     Changes,
@@ -37,7 +38,6 @@ from merpati.mailstore.embedded.index import connect, open_index, transaction
 from merpati.mailstore.embedded.layout import (
     INDEX_NAME,
     folder_dirname,
-    fsync_dir,
     make_maildir,
     new_basename,
     parse_filename,

@@ -16,9 +16,10 @@ from collections.abc import Iterable, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from merpati.durable import fsync_dir
 from merpati.mailstore.api import InvalidName, MessageInfo, QuotaExceeded
 from merpati.mailstore.embedded.index import transaction
-from merpati.mailstore.embedded.layout import filename, fsync_dir, new_basename
+from merpati.mailstore.embedded.layout import filename, new_basename
 from merpati.mailstore.embedded.sync import FolderRow, assign_keywords
 from merpati.mailstore.names import apply_flags
 

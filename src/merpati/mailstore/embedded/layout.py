@@ -32,6 +32,8 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
+from merpati.durable import fsync_dir
+
 INDEX_NAME = "merpati-index.sqlite"
 UIDVALIDITY_FILE = "merpati-uidvalidity"
 SUBDIRS = ("cur", "new", "tmp")
@@ -262,14 +264,6 @@ def sync_dirs(dirs: list[Path]) -> None:
             os.close(fd)
     for d in dirs:
         fsync_dir(d)
-
-
-def fsync_dir(path: Path) -> None:
-    fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
 
 
 def make_maildir(path: Path) -> None:

@@ -96,6 +96,7 @@ class MerpatiServer:
         listeners: tuple[str, ...] = LISTENERS,
         allow_plaintext_auth: bool = False,
         tls_extra: str = "",
+        workers: int = 1,
     ) -> None:
         self.base = base
         self.host = host
@@ -107,7 +108,7 @@ class MerpatiServer:
         listen = "\n".join(f'{n} = ["{hp}:{self.ports.get(n, 0)}"]' for n in self.ports)
         off = "\n".join(f"{n} = []" for n in LISTENERS if n not in self.ports)
         self.config_path.write_text(
-            f'hostname = "{hostname}"\ndata_dir = "{self.data_dir}"\n\n'
+            f'hostname = "{hostname}"\ndata_dir = "{self.data_dir}"\nworkers = {workers}\n\n'
             f"[listen]\n{listen}\n{off}\n\n"
             f"[tls]\nallow_plaintext_auth = {'true' if allow_plaintext_auth else 'false'}\n"
             f"{tls_extra}\n" + extra_toml

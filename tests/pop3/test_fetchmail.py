@@ -16,7 +16,7 @@ from pathlib import Path
 import pytest
 from pop3_util import make_message
 
-from harness import MerpatiServer
+from harness import MerpatiServer, eventually
 
 pytestmark = pytest.mark.interop
 
@@ -108,6 +108,7 @@ def test_fetchmail_pop3s_keep_then_delete(srv: MerpatiServer, tmp_path: Path) ->
     password = srv.add_user(user)
     sent = [make_message(i, size=2000 * i, subject=f"fetch {i}") for i in range(1, 4)]
     deliver(srv, user, sent)
+    eventually(lambda: inbox_count(srv, user, password) == 3)  # delivered after the 250
     home = tmp_path / "home"
     code, log = run_fetchmail(srv, home, user, password, implicit_tls=True, keep=True)
     assert code == 0, log
@@ -136,6 +137,7 @@ def test_fetchmail_stls(srv: MerpatiServer, tmp_path: Path) -> None:
     user = "fm-stls@example.org"
     password = srv.add_user(user)
     deliver(srv, user, [make_message(i, subject=f"stls {i}") for i in range(1, 3)])
+    eventually(lambda: inbox_count(srv, user, password) == 2)
     home = tmp_path / "home"
     code, log = run_fetchmail(srv, home, user, password, implicit_tls=False, keep=False)
     assert code == 0, log

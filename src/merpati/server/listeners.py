@@ -15,6 +15,7 @@ from __future__ import annotations
 import asyncio
 import errno
 import itertools
+import socket
 import ssl
 from collections import Counter
 from collections.abc import Awaitable, Callable
@@ -37,6 +38,8 @@ class Acceptor:
         self.tasks: set[asyncio.Task[None]] = set()
         self.per_ip: Counter[str] = Counter()
         self.bound: dict[str, list[tuple[str, int]]] = {}
+        self.by_name: dict[str, list[asyncio.Server]] = {}
+        self.id_prefix = ""  # "w1." in worker 1, so log ids stay unique across processes
 
     def _implicit_context(self) -> ssl.SSLContext:
         """A context whose SNI callback swaps in the TLS manager's current context."""
@@ -70,10 +73,36 @@ class Acceptor:
                 )
             except OSError as exc:
                 raise OperationalError(_bind_error(name, addr, exc)) from None
-            self.servers.append(server)
-            for sock in server.sockets:
-                host, port = sock.getsockname()[:2]
-                self.bound.setdefault(name, []).append((host, port))
+            self._add(name, server)
+
+    async def adopt(self, name: str, spec: ListenerSpec, socks: list[socket.socket]) -> None:
+        """Serve on listening sockets bound by another process (merpati.server.workers)."""
+        ssl_ctx = self._implicit_context() if spec.tls == "implicit" else None
+        handler = self._make_callback(name, spec)
+        for sock in socks:
+            server = await asyncio.start_server(
+                handler,
+                sock=sock,
+                ssl=ssl_ctx,
+                ssl_handshake_timeout=30 if ssl_ctx else None,
+                limit=256 * 1024,
+            )
+            self._add(name, server)
+
+    def _add(self, name: str, server: asyncio.Server) -> None:
+        self.servers.append(server)
+        self.by_name.setdefault(name, []).append(server)
+        for sock in server.sockets:
+            host, port = sock.getsockname()[:2]
+            self.bound.setdefault(name, []).append((host, port))
+
+    def descriptors(self, names: tuple[str, ...]) -> dict[str, list[int]]:
+        """The listening sockets of ``names``, by listener, to hand to worker processes."""
+        return {
+            name: [sock.fileno() for server in self.by_name[name] for sock in server.sockets]
+            for name in names
+            if name in self.by_name
+        }
 
     def _make_callback(
         self, name: str, spec: ListenerSpec
@@ -117,7 +146,7 @@ class Acceptor:
                 local_ip=str(local[0]),
                 local_port=int(local[1]),
                 tls_context=app.tls.server_context() if spec.tls == "starttls" else None,
-                id=f"{next(_ids):x}",
+                id=f"{self.id_prefix}{next(_ids):x}",
             )
             if spec.tls == "implicit":
                 conn.note_tls()

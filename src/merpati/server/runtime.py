@@ -14,6 +14,7 @@ import asyncio
 import contextlib
 import os
 import signal
+import socket
 import sys
 from collections.abc import Awaitable, Callable
 from typing import cast
@@ -30,6 +31,7 @@ from merpati.logging import EventLog
 from merpati.metrics import Metrics
 from merpati.server import registry
 from merpati.server.listeners import Acceptor
+from merpati.server.workers import WORKER_LISTENERS, WorkerPool, inherited, worker_count
 from merpati.tls import TLSManager
 
 
@@ -119,6 +121,7 @@ async def serve(config: Config) -> int:
     app = build_app(config)
     acceptor = Acceptor(app)
     services: list[registry.Service] = []
+    pool: WorkerPool | None = None
     try:
         await bootstrap_first_start(app)
         app.deliver = make_deliverer(app)
@@ -130,6 +133,10 @@ async def serve(config: Config) -> int:
             spec = cast(registry.ListenerSpec, registry.resolve(path)(app))
             await acceptor.bind(name, spec, addresses)
         drop_privileges(app)
+        count = worker_count(config.workers)
+        if count > 1 and (fds := acceptor.descriptors(WORKER_LISTENERS)):
+            pool = WorkerPool(app, fds, count - 1)
+            await pool.start()
     except BaseException:
         acceptor.stop_accepting()
         for s in services:
@@ -149,7 +156,12 @@ async def serve(config: Config) -> int:
         except OperationalError as exc:
             app.log.event("tls.reload_failed", error=str(exc))
 
-    loop.add_signal_handler(signal.SIGHUP, reload_tls)
+    def on_hup() -> None:
+        reload_tls()
+        if pool is not None:
+            pool.send(signal.SIGHUP)
+
+    loop.add_signal_handler(signal.SIGHUP, on_hup)
     listening = " ".join(f"{n}={h}:{p}" for n, addrs in acceptor.bound.items() for h, p in addrs)
     app.log.event("server.ready", hostname=config.hostname, data_dir=str(config.data_dir))
     print(f"merpati: listening {listening}", file=sys.stderr, flush=True)
@@ -158,7 +170,10 @@ async def serve(config: Config) -> int:
     app.log.event("server.stopping", sessions=len(acceptor.tasks))
     app.stopping.set()
     acceptor.stop_accepting()
+    workers_done = asyncio.create_task(pool.stop()) if pool is not None else None
     await acceptor.drain(config.limits.shutdown_grace)
+    if workers_done is not None:
+        await workers_done
     for s in reversed(services):
         with contextlib.suppress(Exception):
             await s.stop()
@@ -166,6 +181,55 @@ async def serve(config: Config) -> int:
     app.accounts.close()
     app.log.event("server.stopped")
     return 0
+
+
+async def serve_worker(config: Config, index: int) -> int:
+    """One worker process of ``merpati serve`` (merpati.server.workers): IMAP and POP3 on the
+    listening sockets the main process handed down, until SIGTERM or the main process ends."""
+    handed = inherited()
+    if handed is None:
+        raise OperationalError("serve --worker is started by merpati serve itself")
+    listeners, parent = handed
+    raise_file_limit()
+    app = build_app(config)
+    acceptor = Acceptor(app)
+    acceptor.id_prefix = f"w{index}."
+    for name, fds in listeners.items():
+        spec = cast(registry.ListenerSpec, registry.resolve(registry.LISTENER_FACTORIES[name])(app))
+        socks = [socket.socket(fileno=fd) for fd in fds]
+        await acceptor.adopt(name, spec, socks)
+    loop = asyncio.get_running_loop()
+    stop = asyncio.Event()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, stop.set)
+
+    def reload_tls() -> None:
+        with contextlib.suppress(OperationalError):
+            app.tls.reload()
+
+    loop.add_signal_handler(signal.SIGHUP, reload_tls)
+
+    def parent_gone() -> None:  # end of file: the main process has exited, however it did
+        with contextlib.suppress(OSError):
+            if os.read(parent, 1):
+                return
+        loop.remove_reader(parent)
+        stop.set()
+
+    loop.add_reader(parent, parent_gone)
+    app.log.event("worker.ready", index=index, pid=os.getpid())
+    await stop.wait()
+    app.stopping.set()
+    acceptor.stop_accepting()
+    await acceptor.drain(config.limits.shutdown_grace)
+    await app.mailstore.close()
+    app.accounts.close()
+    app.log.event("worker.stopped", index=index)
+    return 0
+
+
+def run_worker(config: Config, index: int) -> int:
+    return asyncio.run(serve_worker(config, index))
 
 
 def run(config: Config) -> int:

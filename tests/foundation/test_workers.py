@@ -1,0 +1,115 @@
+"""``workers = 2``: a second process serves IMAP and POP3 on the sockets the main process
+bound; it sees mail the main process delivers, is restarted when it dies, and never outlives
+the main process."""
+
+from __future__ import annotations
+
+import imaplib
+import os
+import poplib
+import re
+import signal
+import smtplib
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+
+from harness import MerpatiServer, eventually
+
+ALICE, PASSWORD = "alice@example.org", "workers-pw-1"
+
+
+def _worker_pids(srv: MerpatiServer) -> list[int]:
+    return [int(p) for p in re.findall(r"event=worker\.ready index=1 pid=(\d+)", srv.log())]
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    try:  # a zombie (exited, not yet reaped by the main process) is gone too
+        with open(f"/proc/{pid}/stat") as f:
+            return f.read().split(") ")[1][0] != "Z"
+    except OSError:
+        return False
+
+
+@contextmanager
+def _main_paused(srv: MerpatiServer) -> Iterator[None]:
+    """SIGSTOP the main process: every new connection is then the worker's."""
+    assert srv.proc is not None
+    srv.proc.send_signal(signal.SIGSTOP)
+    try:
+        yield
+    finally:
+        srv.proc.send_signal(signal.SIGCONT)
+
+
+def _start(server_factory: Callable[..., MerpatiServer]) -> MerpatiServer:
+    srv = server_factory(listeners=("smtp", "imap", "pop3"), allow_plaintext_auth=True, workers=2)
+    srv.add_user(ALICE, PASSWORD)
+    eventually(lambda: _worker_pids(srv))
+    return srv
+
+
+def test_the_worker_serves_imap_and_pop3_and_sees_new_mail(
+    server_factory: Callable[..., MerpatiServer],
+) -> None:
+    srv = _start(server_factory)
+    with smtplib.SMTP(*srv.address("smtp"), timeout=10) as c:
+        c.sendmail("s@remote.example", [ALICE], b"Subject: one\r\n\r\nfirst\r\n")
+    eventually(lambda: len(list(srv.data_dir.glob("mail/*/*/new/*"))) == 1)  # delivered
+    with _main_paused(srv):
+        m = imaplib.IMAP4(*srv.address("imap"), timeout=10)
+        m.login(ALICE, PASSWORD)
+        assert m.select("INBOX")[1] == [b"1"]
+        typ, data = m.fetch("1", "(BODY.PEEK[TEXT])")
+        assert typ == "OK" and data[0][1] == b"first\r\n"  # type: ignore[index]
+        pop = poplib.POP3(*srv.address("pop3"), timeout=10)
+        pop.user(ALICE)
+        pop.pass_(PASSWORD)
+        assert pop.stat()[0] == 1
+        pop.quit()
+        tag = m._new_tag()
+        m.send(tag + b" IDLE\r\n")
+        assert m.readline().startswith(b"+")
+    # The main process delivers; the worker's IDLE hears of it through the store's feed.
+    with smtplib.SMTP(*srv.address("smtp"), timeout=10) as c:
+        c.sendmail("s@remote.example", [ALICE], b"Subject: two\r\n\r\nsecond\r\n")
+    assert m.sock is not None
+    m.sock.settimeout(3)
+    assert m.readline() == b"* 2 EXISTS\r\n"
+    m.send(b"DONE\r\n")
+    line = m.readline()
+    while line.startswith(b"* "):  # \Recent and the like
+        line = m.readline()
+    assert line.startswith(tag + b" OK")
+    m.logout()
+    assert "id=w1." in srv.log()  # the sessions above were the worker's
+    assert srv.stop() == 0
+    (pid,) = _worker_pids(srv)
+    assert not _alive(pid)
+    assert "event=worker.stopped index=1" in srv.log()
+
+
+def test_a_dead_worker_is_restarted_and_none_outlives_the_main_process(
+    server_factory: Callable[..., MerpatiServer],
+) -> None:
+    srv = _start(server_factory)
+    (first,) = _worker_pids(srv)
+    os.kill(first, signal.SIGKILL)
+    second = eventually(lambda: [p for p in _worker_pids(srv) if p != first], timeout=10)[0]
+    assert "event=worker.exited index=1" in srv.log()
+    with _main_paused(srv):
+        m = imaplib.IMAP4(*srv.address("imap"), timeout=10)
+        m.login(ALICE, PASSWORD)
+        assert m.select("INBOX")[0] == "OK"
+        m.logout()
+    srv.kill()  # SIGKILL: no chance to stop the worker
+    deadline = time.monotonic() + 10
+    while _alive(second) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert not _alive(second), "the worker outlived the main process"
+    srv.start()  # and the ports are free again
+    eventually(lambda: len(_worker_pids(srv)) == 3)

@@ -18,7 +18,7 @@ import ssl
 import time
 
 from merpati.app import App
-from merpati.imap.search import SearchFieldCache
+from merpati.imap.searchcache import SearchFieldCache
 from merpati.imap.session import Session, SessionConfig, State
 from merpati.mailstore.api import MailStoreError
 from merpati.server.connection import Connection

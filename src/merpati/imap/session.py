@@ -23,7 +23,7 @@ from merpati.imap.parse import ParseError
 from merpati.imap.parse.command import parse_command, parse_tag
 from merpati.imap.parse.seqset import SequenceSet
 from merpati.imap.responses import Refused, Result, status_line, store_error
-from merpati.imap.search import SearchFieldCache
+from merpati.imap.searchcache import SearchFieldCache
 from merpati.imap.view import SelectedView
 from merpati.mailstore.api import Mailbox, MailStoreError, NoSuchFolder
 

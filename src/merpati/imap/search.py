@@ -19,7 +19,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 from merpati.imap.parse.searchkey import SearchKey
-from merpati.imap.searchcache import SEP, ColumnId, FolderFields, join_values
+from merpati.imap.searchcache import SEP, Column, ColumnId, FolderFields, join_values
 from merpati.imap.sections import filter_header
 from merpati.mailstore.api import MessageInfo
 from merpati.mime.structure import BodyPart, MessageStructure
@@ -291,6 +291,7 @@ __all__ = [
     "Candidate",
     "Matcher",
     "Prefilter",
+    "column_tests",
     "compile_key",
     "compile_prefilter",
     "filter_header",
@@ -350,15 +351,25 @@ def column_value(cid: ColumnId, m: Candidate) -> str | None:
 def compile_prefilter(
     key: SearchKey, largest_seq: int, largest_uid: int, saved: set[int]
 ) -> Prefilter:
-    """``prefilter`` as one function, built once per SEARCH."""
+    """``prefilter`` as one function, built once per SEARCH (``content_decides`` itself when no
+    message can be decided from metadata)."""
+    limits = (largest_seq, largest_uid, saved)
     name = key.name
     if name in _CONTENT_KEYS:
-        return lambda m: None
+        return content_decides
     if name in ("AND", "OR"):
         subs = [compile_prefilter(k, largest_seq, largest_uid, saved) for k in key.children]
         if all(_pure(k) for k in key.children):
             whole = compile_key(key, largest_seq, largest_uid, saved)
             return lambda m: whole(m)
+        impure = [f for k, f in zip(key.children, subs, strict=True) if not _pure(k)]
+        if name == "AND" and all(f is content_decides for f in impure):
+            # SEARCH UNSEEN FROM x: metadata keys beside content keys only.
+            pure = [k for k in key.children if _pure(k)]
+            if not pure:
+                return content_decides
+            meta = compile_key(SearchKey("AND", children=tuple(pure)), *limits)
+            return lambda m: None if meta(m) else False
         stop = name == "OR"  # OR is decided by a True, AND by a False
 
         def combined(m: Candidate) -> bool | None:
@@ -381,6 +392,25 @@ def compile_prefilter(
         return negated
     whole = compile_key(key, largest_seq, largest_uid, saved)
     return lambda m: whole(m)
+
+
+def column_tests(key: SearchKey, fields: FolderFields) -> list[tuple[Column, str]] | None:
+    """For a header key, or an AND of header keys and metadata keys (which the prefilter
+    already passed): the (column, needle) pairs that decide a message; else None."""
+    keys = key.children if key.name == "AND" else (key,)
+    tests: list[tuple[Column, str]] = []
+    for k in keys:
+        cid = _column_of(k)
+        if cid is not None:
+            tests.append((fields.column(cid), _needle(k.text)))
+        elif not _pure(k):
+            return None
+    return tests
+
+
+def content_decides(m: Candidate) -> bool | None:
+    """The prefilter of a key that only content decides."""
+    return None
 
 
 def _pure(key: SearchKey) -> bool:
@@ -408,6 +438,8 @@ def compile_key(
         return lambda m: flag not in m.info.flags
     if name in ("AND", "OR"):
         subs = [compile_key(k, largest_seq, largest_uid, saved, fields) for k in key.children]
+        if len(subs) == 1:
+            return subs[0]
         if name == "AND":
             if len(subs) == 2:
                 a, b = subs

@@ -87,9 +87,12 @@ class SearchFieldCache:
         if total > self.max_entries and self._folders:
             # One folder alone is over budget: keep what it has, stop it from growing further.
             ff = next(iter(self._folders.values()))
+            limit = self.max_entries // max(1, len(ff.columns))
             for col in ff.columns.values():
-                while len(col) > self.max_entries // max(1, len(ff.columns)):
-                    col.pop(next(iter(col)))
+                if len(col) > limit:
+                    keep = list(col.items())[len(col) - limit :]  # the newest entries
+                    col.clear()
+                    col.update(keep)
 
     def drop(self, account: str, folder: str) -> None:
         self._folders.pop((account, folder), None)

@@ -102,7 +102,7 @@ class Session:
         self.log: Logger = log or (lambda event, **kw: None)
         self.count: Counter = count or (lambda command, status: None)
         self.gather = gather
-        self.field_cache = field_cache or SearchFieldCache(10_000)
+        self.field_cache = field_cache or SearchFieldCache(100_000)
         self.tls_active = tls_active
         self.framer = Framer(config.max_line, config.max_literal)
         self.state = State.NOT_AUTHENTICATED

@@ -8,14 +8,17 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 from merpati.imap import commands as c
+from merpati.imap.parse.searchkey import SearchKey
 from merpati.imap.parse.seqset import uid_set
 from merpati.imap.responses import Result, no, ok
 from merpati.imap.search import (
     Candidate,
     Matcher,
+    column_tests,
     column_value,
     compile_key,
     compile_prefilter,
+    content_decides,
     plan,
 )
 from merpati.imap.searchcache import ColumnId
@@ -51,7 +54,9 @@ async def _content_phase(
     cols: set[ColumnId],
     need_struct: bool,
     need_data: bool,
+    key: SearchKey,
     match: Matcher,
+    prefiltered: bool,
     found: list[tuple[int, int, int]],
 ) -> None:
     """Phase 2: the messages that metadata did not decide. Header keys read the shared cache
@@ -64,7 +69,11 @@ async def _content_phase(
     if need_struct or need_data:
         todo, with_data = undecided, need_data
     else:
-        todo = [(q, u) for q, u in undecided if any(u not in col for _, col in columns)]
+        if len(columns) == 1:
+            col = columns[0][1]
+            todo = [x for x in undecided if x[1] not in col]
+        else:
+            todo = [x for x in undecided if any(x[1] not in col for _, col in columns)]
         with_data = any(cid[0] == "h" for cid in cols)
     gone: set[int] = set()
     step = CONTENT_BATCH if with_data else STRUCTURE_BATCH
@@ -91,6 +100,23 @@ async def _content_phase(
     if direct:
         return
     info_of, recent = view.info, view.recent
+    tests = column_tests(key, fields) if prefiltered else None
+    if tests is not None:
+        # The metadata part of the key passed in phase 1: only the header values decide.
+        if len(tests) == 1:
+            col, needle = tests[0]
+            found.extend(
+                (q, u, info_of[u].modseq)
+                for q, u in undecided
+                if (v := col.get(u)) is not None and needle in v and u not in gone
+            )
+            return
+        for seq, uid in undecided:
+            if uid not in gone and all(
+                (v := col.get(uid)) is not None and needle in v for col, needle in tests
+            ):
+                found.append((seq, uid, info_of[uid].modseq))
+        return
     cand = Candidate(0, 0, info_of[undecided[0][1]], False)
     for seq, uid in undecided:
         if uid in gone:
@@ -122,7 +148,12 @@ async def search(s: Session, cmd: c.Command) -> Result:
     # Phase 1, metadata only: one reused Candidate (100,000 messages, no allocation each).
     undecided: list[tuple[int, int]] = []
     info_of, recent, pending = view.info, view.recent, view.pending_expunge
-    if view.uids:
+    if decide is content_decides:  # content decides every message: no metadata pass
+        undecided_all = enumerate(view.uids, 1)
+        undecided = (
+            [x for x in undecided_all if x[1] not in pending] if pending else list(undecided_all)
+        )
+    elif view.uids:
         cand = Candidate(0, 0, info_of[view.uids[0]], False)
         for seq, uid in enumerate(list(view.uids), 1):
             info = info_of[uid]
@@ -134,7 +165,9 @@ async def search(s: Session, cmd: c.Command) -> Result:
             elif verdict:
                 found.append((seq, uid, info.modseq))
     if undecided:
-        await _content_phase(s, box, undecided, cols, need_struct, need_data, match, found)
+        await _content_phase(
+            s, box, undecided, cols, need_struct, need_data, key, match, content, found
+        )
     if fields is not None:
         if any(len(col) > len(view.uids) for col in fields.columns.values()):
             fields.prune(view.info, largest_uid)

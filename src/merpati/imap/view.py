@@ -88,9 +88,11 @@ class SelectedView:
         n = len(self.uids)
         if n == 0:
             return
+        uids = self.uids
         for lo, hi in seqset.resolve(n):
-            for seq in range(lo, min(hi, n) + 1):
-                yield seq, self.uids[seq - 1]
+            hi = min(hi, n)
+            if lo <= hi:  # one slice per range (1:* of 100,000 messages without a loop here)
+                yield from zip(range(lo, hi + 1), uids[lo - 1 : hi], strict=True)
 
     def seq_set_valid(self, seqset: SequenceSet) -> bool:
         """rfc9051:9 a sequence number above the mailbox size is an error (``*`` aside)."""
@@ -108,9 +110,9 @@ class SelectedView:
             return
         for lo, hi in seqset.resolve(uids[-1]):
             i = bisect.bisect_left(uids, lo)
-            while i < len(uids) and uids[i] <= hi:
-                yield i + 1, uids[i]
-                i += 1
+            j = bisect.bisect_right(uids, hi, i)
+            if i < j:
+                yield from zip(range(i + 1, j + 1), uids[i:j], strict=True)
 
     def select(self, uids: Iterable[int]) -> Iterator[tuple[int, int]]:
         for uid in sorted(set(uids)):

@@ -120,29 +120,45 @@ async def _fetch_metadata(
         + b")\r\n"
     )
     info, recent, fmt = view.info, view.recent, view.fmt
-    chunk: list[bytes] = []
-    for seq, uid in targets:
-        m = info[uid]
+    flag_text: dict[frozenset[str], bytes] = {}  # few distinct flag sets among many messages
+
+    def flags_of(m: MessageInfo) -> bytes:
+        out = flag_text.get(m.flags)
+        if out is None:
+            out = flag_text[m.flags] = fmt(m.flags)
+        return out
+
+    with_recent = rev1 and bool(recent)
+
+    def flags(uid: int, m: MessageInfo) -> bytes:
+        return fmt(m.flags, True) if with_recent and uid in recent else flags_of(m)
+
+    for start in range(0, len(targets), _FAST_CHUNK):
+        part = targets[start : start + _FAST_CHUNK]
+        # The shapes clients sync with: one format per message, nothing else.
         if names == ("UID", "FLAGS"):
-            chunk.append(template % (seq, uid, fmt(m.flags, rev1 and uid in recent)))
+            lines = [template % (q, u, flags(u, info[u])) for q, u in part]
+        elif names == ("FLAGS",):
+            lines = [template % (q, flags(u, info[u])) for q, u in part]
+        elif names == ("UID", "FLAGS", "MODSEQ"):
+            lines = [template % (q, u, flags(u, m), m.modseq) for q, u in part if (m := info[u])]
         else:
-            values: list[int | bytes] = [seq]
-            for n in names:
-                if n == "UID":
-                    values.append(uid)
-                elif n == "FLAGS":
-                    values.append(fmt(m.flags, rev1 and uid in recent))
-                elif n == "MODSEQ":
-                    values.append(m.modseq)
-                else:
-                    values.append(m.size)
-            chunk.append(template % tuple(values))
-        if len(chunk) >= _FAST_CHUNK:
-            s.write(b"".join(chunk))
-            chunk.clear()
-            await s.maybe_flush()
-    if chunk:
-        s.write(b"".join(chunk))
+            lines = []
+            for seq, uid in part:
+                m = info[uid]
+                values: list[int | bytes] = [seq]
+                for n in names:
+                    if n == "UID":
+                        values.append(uid)
+                    elif n == "FLAGS":
+                        values.append(flags(uid, m))
+                    elif n == "MODSEQ":
+                        values.append(m.modseq)
+                    else:
+                        values.append(m.size)
+                lines.append(template % tuple(values))
+        s.write(b"".join(lines))
+        await s.maybe_flush()
 
 
 def _needs_data(att: FetchAtt) -> bool:

@@ -14,7 +14,7 @@ import asyncio
 import itertools
 import time
 from collections.abc import Callable, Iterable, Sequence
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 
 from merpati.mailstore.api import (
     DEFAULT_FOLDERS,
@@ -287,7 +287,7 @@ class MemoryMailbox:
             new = apply_flags(msg.info.flags, mode.value, wanted)
             if new == msg.info.flags:
                 continue
-            msg.info = replace(msg.info, flags=new, modseq=f.bump())
+            msg.info = msg.info._replace(flags=new, modseq=f.bump())
             msg.recent = False
             changed.append(msg.info)
         if changed:

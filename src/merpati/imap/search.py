@@ -292,10 +292,12 @@ __all__ = [
     "Matcher",
     "Prefilter",
     "column_tests",
+    "compile_info",
     "compile_key",
     "compile_prefilter",
     "filter_header",
     "matches",
+    "metadata_part",
     "needs",
     "plan",
     "prefilter",
@@ -406,6 +408,62 @@ def column_tests(key: SearchKey, fields: FolderFields) -> list[tuple[Column, str
         elif not _pure(k):
             return None
     return tests
+
+
+InfoTest = Callable[[MessageInfo], bool]
+
+
+def compile_info(key: SearchKey) -> InfoTest | None:
+    """``key`` as a function of the message's metadata alone (flags, size, MODSEQ and the
+    boolean keys over them), or None when it needs anything else. Lets the search's metadata
+    pass run without a candidate object."""
+    name = key.name
+    flag_key = _FLAG_KEYS.get(name)
+    if flag_key is not None:
+        flag, wanted = flag_key
+        if wanted:
+            return lambda i: flag in i.flags
+        return lambda i: flag not in i.flags
+    if name in ("AND", "OR", "NOT"):
+        subs = [compile_info(k) for k in key.children]
+        if any(f is None for f in subs):
+            return None
+        tests = [f for f in subs if f is not None]
+        if name == "NOT":
+            inner = tests[0]
+            return lambda i: not inner(i)
+        if len(tests) == 1:
+            return tests[0]
+        if name == "AND":
+            return lambda i: all(f(i) for f in tests)
+        return lambda i: any(f(i) for f in tests)
+    if name == "ALL":
+        return lambda i: True
+    number = key.number or 0
+    if name == "LARGER":
+        return lambda i: i.size > number
+    if name == "SMALLER":
+        return lambda i: i.size < number
+    if name == "MODSEQ":
+        return lambda i: i.modseq >= number
+    if name in ("KEYWORD", "UNKEYWORD"):
+        keyword, wanted = key.flag or "", name == "KEYWORD"
+        return lambda i: _has_keyword(i.flags, keyword) == wanted
+    return None
+
+
+def metadata_part(key: SearchKey) -> InfoTest | None:
+    """For a key whose prefilter is "metadata keys beside content keys" (an AND, or a lone
+    content key): the metadata keys as one ``InfoTest`` (None: not that shape, or they need
+    more than metadata)."""
+    if key.name in _CONTENT_KEYS:
+        return lambda i: True
+    if key.name != "AND" or any(not _pure(k) and k.name not in _CONTENT_KEYS for k in key.children):
+        return None
+    pure = [k for k in key.children if _pure(k)]
+    if not pure:
+        return lambda i: True
+    return compile_info(SearchKey("AND", children=tuple(pure)))
 
 
 def content_decides(m: Candidate) -> bool | None:

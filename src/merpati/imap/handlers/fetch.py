@@ -10,6 +10,7 @@ view's snapshot.
 
 from __future__ import annotations
 
+import operator
 from typing import TYPE_CHECKING
 
 from merpati.imap import commands as c
@@ -99,6 +100,7 @@ async def fetch(s: Session, cmd: c.Command) -> Result:
 
 _FAST = frozenset({"UID", "FLAGS", "MODSEQ", "RFC822.SIZE"})
 _FAST_CHUNK = 2000  # messages per write
+_FLAG_SET = operator.itemgetter(2)  # MessageInfo.flags
 
 
 async def _fetch_metadata(
@@ -122,11 +124,14 @@ async def _fetch_metadata(
     info, recent, fmt = view.info, view.recent, view.fmt
     flag_text: dict[frozenset[str], bytes] = {}  # few distinct flag sets among many messages
 
-    def flags_of(m: MessageInfo) -> bytes:
-        out = flag_text.get(m.flags)
+    def flags_of_set(fs: frozenset[str]) -> bytes:
+        out = flag_text.get(fs)
         if out is None:
-            out = flag_text[m.flags] = fmt(m.flags)
+            out = flag_text[fs] = fmt(fs)
         return out
+
+    def flags_of(m: MessageInfo) -> bytes:
+        return flags_of_set(m.flags)
 
     with_recent = rev1 and bool(recent)
 
@@ -135,11 +140,23 @@ async def _fetch_metadata(
 
     for start in range(0, len(targets), _FAST_CHUNK):
         part = targets[start : start + _FAST_CHUNK]
-        # The shapes clients sync with: one format per message, nothing else.
-        if names == ("UID", "FLAGS"):
-            lines = [template % (q, u, flags(u, info[u])) for q, u in part]
-        elif names == ("FLAGS",):
-            lines = [template % (q, flags(u, info[u])) for q, u in part]
+        # The shapes clients sync with: one format per message, the flag text looked up in a
+        # table of this chunk's few flag sets (the \\Recent variant for rev1's recent ones).
+        if names in (("UID", "FLAGS"), ("FLAGS",)):
+            infos = [info[u] for _, u in part]
+            plain = {fs: flags_of_set(fs) for fs in set(map(_FLAG_SET, infos))}
+            if with_recent:
+                marked = {fs: fmt(fs, True) for fs in plain}
+                texts = [
+                    (marked if u in recent else plain)[m.flags]
+                    for (_, u), m in zip(part, infos, strict=True)
+                ]
+            else:
+                texts = [plain[m.flags] for m in infos]
+            if names == ("FLAGS",):
+                lines = [template % (q, t) for (q, _), t in zip(part, texts, strict=True)]
+            else:
+                lines = [template % (q, u, t) for (q, u), t in zip(part, texts, strict=True)]
         elif names == ("UID", "FLAGS", "MODSEQ"):
             lines = [template % (q, u, flags(u, m), m.modseq) for q, u in part if (m := info[u])]
         else:

@@ -16,9 +16,10 @@ from merpati.imap.search import (
     Matcher,
     column_tests,
     column_value,
+    compile_info,
     compile_key,
     compile_prefilter,
-    content_decides,
+    metadata_part,
     plan,
 )
 from merpati.imap.searchcache import ColumnId
@@ -148,11 +149,16 @@ async def search(s: Session, cmd: c.Command) -> Result:
     # Phase 1, metadata only: one reused Candidate (100,000 messages, no allocation each).
     undecided: list[tuple[int, int]] = []
     info_of, recent, pending = view.info, view.recent, view.pending_expunge
-    if decide is content_decides:  # content decides every message: no metadata pass
-        undecided_all = enumerate(view.uids, 1)
-        undecided = (
-            [x for x in undecided_all if x[1] not in pending] if pending else list(undecided_all)
+    pure_test = compile_info(key) if not content else None
+    meta_test = metadata_part(key) if content else None
+    if pure_test is not None:  # metadata decides (SEARCH UNSEEN): no candidate objects
+        found.extend(
+            (q, u, m.modseq) for q, u in enumerate(view.uids, 1) if pure_test(m := info_of[u])
         )
+    elif meta_test is not None:  # UNSEEN FROM x: the metadata part picks what content decides
+        undecided = [
+            (q, u) for q, u in enumerate(view.uids, 1) if meta_test(info_of[u]) and u not in pending
+        ]
     elif view.uids:
         cand = Candidate(0, 0, info_of[view.uids[0]], False)
         for seq, uid in enumerate(list(view.uids), 1):

@@ -50,3 +50,25 @@ def test_flags_fast_path_over_chunks(monkeypatch: pytest.MonkeyPatch) -> None:
     got = [x for x in out.split(b"\r\n") if x.startswith(b"* ")]
     assert [int(x.split()[1]) for x in got] == list(range(2, 9))
     assert all((b"\\Seen" in x) == (i % 2 == 0) for i, x in enumerate(got))
+
+
+def test_flags_fast_path_sets_with_gaps(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(fetch_handler, "_FAST_CHUNK", 2)
+    c = Client().login()
+    for _ in range(10):
+        append(c.store, A, b"Subject: x\r\n\r\nbody\r\n")
+    c.select()
+    assert b"s OK" in c.cmd("s STORE 2,6 +FLAGS.SILENT (\\Deleted)")
+    assert b"x OK" in c.cmd("x EXPUNGE")  # UIDs 1 3 4 5 7 8 9 10 at 1..8
+
+    def pairs(out: bytes) -> list[tuple[int, int]]:
+        got = [x.split() for x in out.split(b"\r\n") if x.startswith(b"* ")]
+        return [(int(x[1]), int(x[4])) for x in got]
+
+    out = c.cmd("f UID FETCH 1:3,5:7,9,20:* (UID FLAGS)")
+    assert pairs(out) == [(1, 1), (2, 3), (4, 5), (5, 7), (7, 9), (8, 10)]
+    out = c.cmd("f FETCH 2:3,7:* (UID FLAGS)")
+    assert pairs(out) == [(2, 3), (3, 4), (7, 9), (8, 10)]
+    assert c.cmd("f FETCH 9 (FLAGS)").startswith(b"f BAD")
+    c.cmd("v SEARCH RETURN (SAVE) UID 4,8")
+    assert pairs(c.cmd("f FETCH $ (UID FLAGS)")) == [(3, 4), (6, 8)]

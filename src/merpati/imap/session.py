@@ -309,10 +309,20 @@ class Session:
         if seqset.saved:  # rfc5182:2.1 "$" is the saved search result
             return list(view.select(self.saved_uids))
         if uid:
-            return list(view.by_uid(seqset))
+            return view.by_uid(seqset)
         if not view.seq_set_valid(seqset):
             raise Refused("BAD", "Invalid message sequence number")
-        return list(view.by_seq(seqset))
+        return view.by_seq(seqset)
+
+    def resolve_spans(self, seqset: SequenceSet, uid: bool) -> list[tuple[int, list[int]]]:
+        """``resolve`` as (first sequence number, consecutive UIDs) spans."""
+        view = self.view
+        assert view is not None
+        if seqset.saved:
+            return [(q, [u]) for q, u in view.select(self.saved_uids)]
+        if not uid and not view.seq_set_valid(seqset):
+            raise Refused("BAD", "Invalid message sequence number")
+        return view.spans(seqset, uid)
 
     # -- authentication ----------------------------------------------------------------------
     def _login_done(self, account: str) -> None:

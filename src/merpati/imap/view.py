@@ -86,16 +86,16 @@ class SelectedView:
         i = bisect.bisect_left(self.uids, uid)
         return i + 1 if i < len(self.uids) and self.uids[i] == uid else None
 
-    def by_seq(self, seqset: SequenceSet) -> Iterator[tuple[int, int]]:
+    def by_seq(self, seqset: SequenceSet) -> list[tuple[int, int]]:
         """(seq, uid) pairs of a sequence-number set, ascending."""
-        n = len(self.uids)
-        if n == 0:
-            return
-        uids = self.uids
-        for lo, hi in seqset.resolve(n):
+        uids: list[int] = self.uids
+        out: list[tuple[int, int]] = []
+        n = len(uids)
+        for lo, hi in seqset.resolve(n) if n else ():
             hi = min(hi, n)
-            if lo <= hi:  # one slice per range (1:* of 100,000 messages without a loop here)
-                yield from zip(range(lo, hi + 1), uids[lo - 1 : hi], strict=True)
+            if lo <= hi:  # one slice per range (1:* of 100,000 messages without a Python loop)
+                out.extend(zip(range(lo, hi + 1), uids[lo - 1 : hi], strict=True))
+        return out
 
     def seq_set_valid(self, seqset: SequenceSet) -> bool:
         """rfc9051:9 a sequence number above the mailbox size is an error (``*`` aside)."""
@@ -106,16 +106,34 @@ class SelectedView:
                     return False
         return True
 
-    def by_uid(self, seqset: SequenceSet) -> Iterator[tuple[int, int]]:
+    def by_uid(self, seqset: SequenceSet) -> list[tuple[int, int]]:
         """(seq, uid) pairs of a UID set, ascending; unknown UIDs are skipped."""
-        uids = self.uids
-        if not uids:
-            return
-        for lo, hi in seqset.resolve(uids[-1]):
+        uids: list[int] = self.uids
+        out: list[tuple[int, int]] = []
+        for lo, hi in seqset.resolve(uids[-1]) if uids else ():
             i = bisect.bisect_left(uids, lo)
             j = bisect.bisect_right(uids, hi, i)
             if i < j:
-                yield from zip(range(i + 1, j + 1), uids[i:j], strict=True)
+                out.extend(zip(range(i + 1, j + 1), uids[i:j], strict=True))
+        return out
+
+    def spans(self, seqset: SequenceSet, uid: bool) -> list[tuple[int, list[int]]]:
+        """What ``by_uid``/``by_seq`` name, as (first sequence number, consecutive UIDs)
+        spans: no tuple per message (UID FETCH 1:* of 100,000 messages is one slice)."""
+        uids = self.uids
+        out: list[tuple[int, list[int]]] = []
+        if not uids:
+            return out
+        n = len(uids)
+        for lo, hi in seqset.resolve(uids[-1] if uid else n):
+            if uid:
+                i = bisect.bisect_left(uids, lo)
+                j = bisect.bisect_right(uids, hi, i)
+            else:
+                i, j = lo - 1, min(hi, n)
+            if i < j:
+                out.append((i + 1, uids[i:j]))
+        return out
 
     def select(self, uids: Iterable[int]) -> Iterator[tuple[int, int]]:
         for uid in sorted(set(uids)):

@@ -73,6 +73,9 @@ def test_expunge_by_another_session() -> None:
     col = cache.folder(A, "INBOX", _uidvalidity(a)).column(("f", "from"))
     assert set(col) == {1, 4}  # pruned
     assert search(a, "NOT FROM nobody") == [1, 4]
+    assert search(a, "FROM ann", uid=False) == [1, 2]  # sequence numbers after the expunge
+    assert search(a, "UNSEEN FROM ann3", uid=False) == [2]
+    assert search(a, "UNSEEN", uid=False) == [1, 2]
 
 
 def test_same_uid_in_another_folder() -> None:

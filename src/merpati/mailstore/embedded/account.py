@@ -18,6 +18,7 @@ import shutil
 import sqlite3
 import threading
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 from merpati.mailstore.api import (
@@ -394,6 +395,14 @@ class Account:
 
     def messages(self, name: str) -> list[MessageInfo]:
         self.fresh_row(name)
+        save: list[Callable[[], None]] = []  # the snapshot file, written after the lock
+        try:
+            return self._messages(name, save)
+        finally:
+            for write in save:
+                write()
+
+    def _messages(self, name: str, save: list[Callable[[], None]]) -> list[MessageInfo]:
         with self.rlock:
             r = self._reader()
             r.execute("BEGIN")
@@ -415,7 +424,7 @@ class Account:
                                     (row.id,),
                                 )
                             }
-                        self._save_snapshot(r, row, cache)
+                        save.append(self._snapshot_writer(r, row, cache))
                     else:
                         from_disk = True
                     self._snapshots.put(self.account, row.id, cache)
@@ -440,7 +449,7 @@ class Account:
                     cache.modseq = row.highestmodseq
                     self._snapshots.put(self.account, row.id, cache)
                     if from_disk and changed >= snapfile.MIN_MESSAGES // 2:
-                        self._save_snapshot(r, row, cache)
+                        save.append(self._snapshot_writer(r, row, cache))
                 return list(cache.infos.values())
             finally:
                 r.execute("COMMIT")
@@ -456,24 +465,23 @@ class Account:
         snap.infos = got[1]
         return snap
 
-    def _save_snapshot(self, r: sqlite3.Connection, row: FolderRow, snap: Snapshot) -> None:
-        """Write a large folder's snapshot file, with the counts as of its MODSEQ (the reader
-        ``r`` is inside the transaction that read ``snap``)."""
+    def _snapshot_writer(
+        self, r: sqlite3.Connection, row: FolderRow, snap: Snapshot
+    ) -> Callable[[], None]:
+        """What writes a large folder's snapshot file, with the counts as of its MODSEQ: the
+        counts and the list are taken now (the reader ``r`` is inside the transaction that
+        read ``snap``, under ``rlock``); the file is written by the caller after the lock."""
         if len(snap.infos) < snapfile.MIN_MESSAGES:
-            return
+            return lambda: None
         counts: snapfile.Counts = r.execute(
             "SELECT count(*), total(seen = 0), total(recent), total(size) FROM messages"
             " WHERE folder = ?",
             (row.id,),
         ).fetchone()
         self._counts[row.id] = ((row.uidvalidity, snap.modseq), counts)
-        snapfile.save(
-            snapfile.path_for(self.root, row.id),
-            row.uidvalidity,
-            snap.modseq,
-            counts,
-            list(snap.infos.values()),
-        )
+        path, infos = snapfile.path_for(self.root, row.id), list(snap.infos.values())
+        modseq = snap.modseq
+        return lambda: snapfile.save(path, row.uidvalidity, modseq, counts, infos)
 
     def changes_since(self, name: str, modseq: int) -> Changes:
         self.fresh_row(name)

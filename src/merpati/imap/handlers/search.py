@@ -108,11 +108,9 @@ async def _content_phase(
         # The metadata part of the key passed in phase 1: only the header values decide.
         if len(tests) == 1:
             col, needle = tests[0]
-            found.extend(
-                u
-                for u in undecided
-                if (v := col.get(u)) is not None and needle in v and u not in gone
-            )
+            get = col.get
+            hits = [u for u in undecided if (v := get(u)) is not None and needle in v]
+            found.extend([u for u in hits if u not in gone] if gone else hits)
             return
         for uid in undecided:
             if uid not in gone and all(

@@ -9,6 +9,7 @@ import asyncio
 from collections.abc import Awaitable, Callable
 from typing import TypeVar
 
+from merpati.imap.searchcache import SearchFieldCache
 from merpati.imap.session import Session, SessionConfig
 from merpati.mailstore.memory import MemoryMailStore
 
@@ -22,6 +23,7 @@ class Client:
         store: MemoryMailStore | None = None,
         config: SessionConfig | None = None,
         tls: bool = True,
+        field_cache: SearchFieldCache | None = None,
     ) -> None:
         self.store = store or MemoryMailStore()
         self.out: list[bytes] = []
@@ -38,6 +40,7 @@ class Client:
             self.store.mailbox,
             sink,
             tls_active=tls,
+            field_cache=field_cache,
         )
         run(self.session.start())
         self.greeting = self.take()

@@ -15,11 +15,11 @@ import datetime as dt
 import email.header
 import email.utils
 import functools
-from collections import OrderedDict
 from collections.abc import Callable
 from dataclasses import dataclass
 
 from merpati.imap.parse.searchkey import SearchKey
+from merpati.imap.searchcache import SEP, Column, ColumnId, FolderFields, join_values
 from merpati.imap.sections import filter_header
 from merpati.mailstore.api import MessageInfo
 from merpati.mime.structure import BodyPart, MessageStructure
@@ -30,32 +30,6 @@ _STRUCT_KEYS = frozenset({"BCC", "CC", "FROM", "SUBJECT", "TO", "SENTBEFORE", "S
 _DATA_KEYS = frozenset({"BODY", "TEXT", "HEADER"})
 
 
-FieldKey = tuple[str, str, int, int]  # (account, folder, uidvalidity, uid)
-
-
-class SearchFieldCache:
-    """The decoded search header fields of recently searched messages, shared by the sessions
-    of a process (bounded, least recently used out). A message's content never changes under
-    its (folder, UIDVALIDITY, UID), so entries need no invalidation. Without it, every
-    header search would read every candidate's structure from the store again."""
-
-    def __init__(self, max_entries: int) -> None:
-        self.max_entries = max_entries
-        self._entries: OrderedDict[FieldKey, tuple[tuple[str, str], ...]] = OrderedDict()
-
-    def get(self, key: FieldKey) -> tuple[tuple[str, str], ...] | None:
-        value = self._entries.get(key)
-        if value is not None:
-            self._entries.move_to_end(key)
-        return value
-
-    def put(self, key: FieldKey, value: tuple[tuple[str, str], ...]) -> None:
-        self._entries[key] = value
-        self._entries.move_to_end(key)
-        while len(self._entries) > self.max_entries:
-            self._entries.popitem(last=False)
-
-
 @dataclass(slots=True)
 class Candidate:
     seq: int
@@ -64,7 +38,7 @@ class Candidate:
     recent: bool
     structure: MessageStructure | None = None
     data: bytes | None = None
-    fields: tuple[tuple[str, str], ...] | None = None  # search_headers from the cache
+    fields: tuple[tuple[str, str], ...] | None = None  # search_headers without a structure
     _headers: dict[str, list[str]] | None = None
     _body: str | None = None
 
@@ -313,34 +287,235 @@ def _collect_text(data: bytes, part: BodyPart, out: list[str], depth: int) -> No
         out.append(raw.decode("utf-8", "replace"))
 
 
-__all__ = ["Candidate", "SearchFieldCache", "filter_header", "matches", "needs", "prefilter"]
+__all__ = [
+    "Candidate",
+    "Matcher",
+    "Prefilter",
+    "column_tests",
+    "compile_info",
+    "compile_key",
+    "compile_prefilter",
+    "filter_header",
+    "matches",
+    "metadata_part",
+    "needs",
+    "plan",
+    "prefilter",
+]
 
 
 Matcher = Callable[[Candidate], bool]
+Prefilter = Callable[[Candidate], "bool | None"]
 
 
-def compile_key(key: SearchKey, largest_seq: int, largest_uid: int, saved: set[int]) -> Matcher:
-    """``key`` as one function of a candidate, built once per SEARCH: flag, boolean and
-    address keys become closures (the needle decoded once); every other key is answered by
-    ``matches``. Same results as ``matches``, without its per-message dispatch."""
+def _column_of(key: SearchKey) -> ColumnId | None:
+    """The cache column that answers a header key, or None (not a header key, or a needle
+    that the joined values cannot answer exactly)."""
+    if SEP in _needle(key.text):
+        return None
+    if key.name in _ADDRESS_KEYS:
+        return ("f", _ADDRESS_KEYS[key.name])
+    if key.name == "HEADER":
+        return ("h", (key.field or b"").decode("ascii", "replace").lower())
+    return None
+
+
+def plan(key: SearchKey) -> tuple[set[ColumnId], bool, bool]:
+    """(cache columns, structure needed, content needed) for evaluating ``key`` with
+    ``compile_key(..., fields)``: header keys come from the columns; the rest as ``needs``."""
+    cols: set[ColumnId] = set()
+    st = data = False
+    stack = [key]
+    while stack:
+        k = stack.pop()
+        stack.extend(k.children)
+        cid = _column_of(k)
+        if cid is not None:
+            cols.add(cid)
+        elif k.name in _CONTENT_KEYS:
+            st = True
+            data = data or k.name in _DATA_KEYS
+    return cols, st, data
+
+
+def column_value(cid: ColumnId, m: Candidate) -> str | None:
+    """The value of column ``cid`` for a candidate loaded with its structure (and, for a
+    raw header column, its content)."""
+    kind, name = cid
+    if kind == "f":
+        fields = m.fields
+        if fields is None:
+            fields = m.structure.search_headers if m.structure is not None else ()
+        return join_values([v for k, v in fields if k == name])
+    return join_values(m.header_values(name))
+
+
+def compile_prefilter(
+    key: SearchKey, largest_seq: int, largest_uid: int, saved: set[int]
+) -> Prefilter:
+    """``prefilter`` as one function, built once per SEARCH (``content_decides`` itself when no
+    message can be decided from metadata)."""
+    limits = (largest_seq, largest_uid, saved)
+    name = key.name
+    if name in _CONTENT_KEYS:
+        return content_decides
+    if name in ("AND", "OR"):
+        subs = [compile_prefilter(k, largest_seq, largest_uid, saved) for k in key.children]
+        if all(_pure(k) for k in key.children):
+            whole = compile_key(key, largest_seq, largest_uid, saved)
+            return lambda m: whole(m)
+        impure = [f for k, f in zip(key.children, subs, strict=True) if not _pure(k)]
+        if name == "AND" and all(f is content_decides for f in impure):
+            # SEARCH UNSEEN FROM x: metadata keys beside content keys only.
+            pure = [k for k in key.children if _pure(k)]
+            if not pure:
+                return content_decides
+            meta = compile_key(SearchKey("AND", children=tuple(pure)), *limits)
+            return lambda m: None if meta(m) else False
+        stop = name == "OR"  # OR is decided by a True, AND by a False
+
+        def combined(m: Candidate) -> bool | None:
+            undecided = False
+            for f in subs:
+                r = f(m)
+                if r is stop:
+                    return stop
+                undecided = undecided or r is None
+            return None if undecided else not stop
+
+        return combined
+    if name == "NOT":
+        inner = compile_prefilter(key.children[0], largest_seq, largest_uid, saved)
+
+        def negated(m: Candidate) -> bool | None:
+            r = inner(m)
+            return None if r is None else not r
+
+        return negated
+    whole = compile_key(key, largest_seq, largest_uid, saved)
+    return lambda m: whole(m)
+
+
+def column_tests(key: SearchKey, fields: FolderFields) -> list[tuple[Column, str]] | None:
+    """For a header key, or an AND of header keys and metadata keys (which the prefilter
+    already passed): the (column, needle) pairs that decide a message; else None."""
+    keys = key.children if key.name == "AND" else (key,)
+    tests: list[tuple[Column, str]] = []
+    for k in keys:
+        cid = _column_of(k)
+        if cid is not None:
+            tests.append((fields.column(cid), _needle(k.text)))
+        elif not _pure(k):
+            return None
+    return tests
+
+
+InfoTest = Callable[[MessageInfo], bool]
+
+
+def compile_info(key: SearchKey) -> InfoTest | None:
+    """``key`` as a function of the message's metadata alone (flags, size, MODSEQ and the
+    boolean keys over them), or None when it needs anything else. Lets the search's metadata
+    pass run without a candidate object."""
     name = key.name
     flag_key = _FLAG_KEYS.get(name)
     if flag_key is not None:
         flag, wanted = flag_key
-        return lambda m: (flag in m.info.flags) == wanted
+        if wanted:
+            return lambda i: flag in i.flags
+        return lambda i: flag not in i.flags
+    if name in ("AND", "OR", "NOT"):
+        subs = [compile_info(k) for k in key.children]
+        if any(f is None for f in subs):
+            return None
+        tests = [f for f in subs if f is not None]
+        if name == "NOT":
+            inner = tests[0]
+            return lambda i: not inner(i)
+        if len(tests) == 1:
+            return tests[0]
+        if name == "AND":
+            return lambda i: all(f(i) for f in tests)
+        return lambda i: any(f(i) for f in tests)
+    if name == "ALL":
+        return lambda i: True
+    number = key.number or 0
+    if name == "LARGER":
+        return lambda i: i.size > number
+    if name == "SMALLER":
+        return lambda i: i.size < number
+    if name == "MODSEQ":
+        return lambda i: i.modseq >= number
+    if name in ("KEYWORD", "UNKEYWORD"):
+        keyword, wanted = key.flag or "", name == "KEYWORD"
+        return lambda i: _has_keyword(i.flags, keyword) == wanted
+    return None
+
+
+def metadata_part(key: SearchKey) -> InfoTest | None:
+    """For a key whose prefilter is "metadata keys beside content keys" (an AND, or a lone
+    content key): the metadata keys as one ``InfoTest`` (None: not that shape, or they need
+    more than metadata)."""
+    if key.name in _CONTENT_KEYS:
+        return lambda i: True
+    if key.name != "AND" or any(not _pure(k) and k.name not in _CONTENT_KEYS for k in key.children):
+        return None
+    pure = [k for k in key.children if _pure(k)]
+    if not pure:
+        return lambda i: True
+    return compile_info(SearchKey("AND", children=tuple(pure)))
+
+
+def content_decides(m: Candidate) -> bool | None:
+    """The prefilter of a key that only content decides."""
+    return None
+
+
+def _pure(key: SearchKey) -> bool:
+    """No content key anywhere in ``key``: metadata decides it."""
+    return key.name not in _CONTENT_KEYS and all(_pure(k) for k in key.children)
+
+
+def compile_key(
+    key: SearchKey,
+    largest_seq: int,
+    largest_uid: int,
+    saved: set[int],
+    fields: FolderFields | None = None,
+) -> Matcher:
+    """``key`` as one function of a candidate, built once per SEARCH: flag, boolean and
+    header keys become closures (the needle decoded once); every other key is answered by
+    ``matches``. With ``fields``, header keys read the cache columns that ``plan`` names (the
+    caller fills them for every candidate first). Same results as ``matches``."""
+    name = key.name
+    flag_key = _FLAG_KEYS.get(name)
+    if flag_key is not None:
+        flag, wanted = flag_key
+        if wanted:
+            return lambda m: flag in m.info.flags
+        return lambda m: flag not in m.info.flags
     if name in ("AND", "OR"):
-        subs = [compile_key(k, largest_seq, largest_uid, saved) for k in key.children]
+        subs = [compile_key(k, largest_seq, largest_uid, saved, fields) for k in key.children]
+        if len(subs) == 1:
+            return subs[0]
         if name == "AND":
             if len(subs) == 2:
                 a, b = subs
                 return lambda m: a(m) and b(m)
             return lambda m: all(f(m) for f in subs)
+        if len(subs) == 2:
+            a, b = subs
+            return lambda m: a(m) or b(m)
         return lambda m: any(f(m) for f in subs)
     if name == "NOT":
-        inner = compile_key(key.children[0], largest_seq, largest_uid, saved)
+        inner = compile_key(key.children[0], largest_seq, largest_uid, saved, fields)
         return lambda m: not inner(m)
     if name == "ALL":
         return lambda m: True
+    cid = _column_of(key) if fields is not None else None
+    if cid is not None and fields is not None:
+        col, needle = fields.column(cid), _needle(key.text)
+        return lambda m: (v := col.get(m.uid)) is not None and needle in v
     if name in _ADDRESS_KEYS:
         needle, field_name = _needle(key.text), _ADDRESS_KEYS[name]
         return lambda m: any(needle in v.casefold() for v in m.header_values(field_name))

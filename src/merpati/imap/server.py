@@ -18,7 +18,7 @@ import ssl
 import time
 
 from merpati.app import App
-from merpati.imap.search import SearchFieldCache
+from merpati.imap.searchcache import SearchFieldCache
 from merpati.imap.session import Session, SessionConfig, State
 from merpati.mailstore.api import MailStoreError
 from merpati.server.connection import Connection
@@ -28,8 +28,9 @@ READ_CHUNK = 64 * 1024
 IDLE_POLL = 30.0  # re-arm wait_for_change at least this often (it also wakes on changes)
 
 BUSY_REPLY = b"* BYE Too many connections, try again later\r\n"
-# Decoded search header fields shared by all sessions of this process (about 40 MB at most).
-FIELD_CACHE = SearchFieldCache(100_000)
+# Casefolded search header values shared by all sessions of this process (searchcache.py):
+# at most 500,000 values, about 200 bytes each (100 MB) when full.
+FIELD_CACHE = SearchFieldCache(500_000)
 
 
 def imap_listener(app: App) -> ListenerSpec:

@@ -23,7 +23,7 @@ from merpati.imap.parse import LimitExceeded, ParseError
 from merpati.imap.parse.command import parse_command, parse_tag
 from merpati.imap.parse.seqset import SequenceSet
 from merpati.imap.responses import Refused, Result, status_line, store_error
-from merpati.imap.search import SearchFieldCache
+from merpati.imap.searchcache import SearchFieldCache
 from merpati.imap.view import SelectedView
 from merpati.mailstore.api import Mailbox, MailStoreError, NoSuchFolder
 
@@ -102,7 +102,7 @@ class Session:
         self.log: Logger = log or (lambda event, **kw: None)
         self.count: Counter = count or (lambda command, status: None)
         self.gather = gather
-        self.field_cache = field_cache or SearchFieldCache(10_000)
+        self.field_cache = field_cache or SearchFieldCache(100_000)
         self.tls_active = tls_active
         self.framer = Framer(config.max_line, config.max_literal)
         self.state = State.NOT_AUTHENTICATED
@@ -314,10 +314,20 @@ class Session:
         if seqset.saved:  # rfc5182:2.1 "$" is the saved search result
             return list(view.select(self.saved_uids))
         if uid:
-            return list(view.by_uid(seqset))
+            return view.by_uid(seqset)
         if not view.seq_set_valid(seqset):
             raise Refused("BAD", "Invalid message sequence number")
-        return list(view.by_seq(seqset))
+        return view.by_seq(seqset)
+
+    def resolve_spans(self, seqset: SequenceSet, uid: bool) -> list[tuple[int, list[int]]]:
+        """``resolve`` as (first sequence number, consecutive UIDs) spans."""
+        view = self.view
+        assert view is not None
+        if seqset.saved:
+            return [(q, [u]) for q, u in view.select(self.saved_uids)]
+        if not uid and not view.seq_set_valid(seqset):
+            raise Refused("BAD", "Invalid message sequence number")
+        return view.spans(seqset, uid)
 
     # -- authentication ----------------------------------------------------------------------
     def _login_done(self, account: str) -> None:

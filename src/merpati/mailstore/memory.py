@@ -16,7 +16,7 @@ import asyncio
 import itertools
 import time
 from collections.abc import Callable, Iterable, Sequence
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 
 from merpati.mailstore.api import (
     DEFAULT_FOLDERS,
@@ -333,7 +333,7 @@ class MemoryMailbox:
             if new != msg.info.flags:
                 plan.append((msg, new))
         for msg, new in plan:  # all or nothing: apply_flags may refuse (TooManyKeywords)
-            msg.info = replace(msg.info, flags=new, modseq=f.bump())
+            msg.info = msg.info._replace(flags=new, modseq=f.bump())
             msg.recent = False
             changed.append(msg.info)
         if changed:

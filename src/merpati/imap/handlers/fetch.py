@@ -10,6 +10,8 @@ view's snapshot.
 
 from __future__ import annotations
 
+import operator
+from collections.abc import Callable
 from typing import TYPE_CHECKING
 
 from merpati.imap import commands as c
@@ -40,6 +42,10 @@ async def fetch(s: Session, cmd: c.Command) -> Result:
         s.condstore = True
         if "MODSEQ" not in names:
             atts.append(FetchAtt("MODSEQ"))
+    rev1 = not s.rev2
+    if cmd.changedsince is None and all(a.name in _FAST for a in atts):
+        await _fetch_metadata(s, s.resolve_spans(cmd.seqset, cmd.uid), atts, rev1)
+        return ok(f"{'UID ' if cmd.uid else ''}FETCH completed")
     targets = s.resolve(cmd.seqset, cmd.uid)
     if cmd.vanished:
         if not s.qresync:
@@ -66,11 +72,11 @@ async def fetch(s: Session, cmd: c.Command) -> Result:
                 atts.append(FetchAtt("FLAGS"))
     need_data = any(_needs_data(a) for a in atts)
     need_struct = any(_needs_structure(a) for a in atts)
-    rev1 = not s.rev2
     utf8 = s.utf8
     fmt = view.fmt
     if all(a.name in _FAST for a in atts):
-        await _fetch_metadata(s, targets, atts, rev1)
+        spans = [(q, [u]) for q, u in targets]  # CHANGEDSINCE picked them one by one
+        await _fetch_metadata(s, spans, atts, rev1)
         return ok(f"{'UID ' if cmd.uid else ''}FETCH completed")
     missing = 0
     for seq, uid in targets:
@@ -100,10 +106,12 @@ async def fetch(s: Session, cmd: c.Command) -> Result:
 
 _FAST = frozenset({"UID", "FLAGS", "MODSEQ", "RFC822.SIZE"})
 _FAST_CHUNK = 2000  # messages per write
+_FLAG_SET = operator.itemgetter(2)  # MessageInfo.flags
+_RECENT_FMT = FlagFormatter()  # flag texts with \Recent (shared: a bounded cache)
 
 
 async def _fetch_metadata(
-    s: Session, targets: list[tuple[int, int]], atts: list[FetchAtt], rev1: bool
+    s: Session, spans: list[tuple[int, list[int]]], atts: list[FetchAtt], rev1: bool
 ) -> None:
     """The metadata-only fast path (``UID FETCH 1:* (UID FLAGS)`` as clients sync): one
     %-format per message from the view's snapshot, written in chunks."""
@@ -121,29 +129,69 @@ async def _fetch_metadata(
         + b")\r\n"
     )
     info, recent, fmt = view.info, view.recent, view.fmt
-    chunk: list[bytes] = []
-    for seq, uid in targets:
-        m = info[uid]
-        if names == ("UID", "FLAGS"):
-            chunk.append(template % (seq, uid, fmt(m.flags, rev1 and uid in recent)))
-        else:
-            values: list[int | bytes] = [seq]
-            for n in names:
-                if n == "UID":
-                    values.append(uid)
-                elif n == "FLAGS":
-                    values.append(fmt(m.flags, rev1 and uid in recent))
-                elif n == "MODSEQ":
-                    values.append(m.modseq)
-                else:
-                    values.append(m.size)
-            chunk.append(template % tuple(values))
-        if len(chunk) >= _FAST_CHUNK:
-            s.write(b"".join(chunk))
-            chunk.clear()
+    flag_text: dict[frozenset[str], bytes] = {}  # few distinct flag sets among many messages
+
+    def flags_of_set(fs: frozenset[str]) -> bytes:
+        out = flag_text.get(fs)
+        if out is None:
+            out = flag_text[fs] = fmt(fs)
+        return out
+
+    with_recent = rev1 and bool(recent)
+    for first, span in spans:
+        for off in range(0, len(span), _FAST_CHUNK):
+            part = span[off : off + _FAST_CHUNK]
+            seqs = range(first + off, first + off + len(part))
+            lines = _lines(names, template, seqs, part, info, recent, with_recent, flags_of_set)
+            s.write(b"".join(lines))
             await s.maybe_flush()
-    if chunk:
-        s.write(b"".join(chunk))
+
+
+def _lines(
+    names: tuple[str, ...],
+    template: bytes,
+    seqs: range,
+    part: list[int],
+    info: dict[int, MessageInfo],
+    recent: set[int],
+    with_recent: bool,
+    flags_of_set: Callable[[frozenset[str]], bytes],
+) -> list[bytes]:
+    """One response line per message of ``part`` (UIDs at sequence numbers ``seqs``)."""
+    infos = list(map(info.__getitem__, part))
+    # The flag text from a table of this chunk's few flag sets (with \Recent for rev1's
+    # recent messages); no tuple is built per message for the shapes clients sync with.
+    plain = {fs: flags_of_set(fs) for fs in set(map(_FLAG_SET, infos))}
+    if with_recent:
+        marked = {fs: _RECENT_FMT(fs, True) for fs in plain}
+        texts = [
+            (marked if u in recent else plain)[m.flags] for u, m in zip(part, infos, strict=True)
+        ]
+    else:
+        texts = [plain[m.flags] for m in infos]
+    if names == ("UID", "FLAGS"):
+        return [template % x for x in zip(seqs, part, texts, strict=True)]
+    if names == ("FLAGS",):
+        return [template % x for x in zip(seqs, texts, strict=True)]
+    if names == ("UID", "FLAGS", "MODSEQ"):
+        return [
+            template % (q, u, t, m.modseq)
+            for q, u, t, m in zip(seqs, part, texts, infos, strict=True)
+        ]
+    lines = []
+    for seq, uid, text, m in zip(seqs, part, texts, infos, strict=True):
+        values: list[int | bytes] = [seq]
+        for n in names:
+            if n == "UID":
+                values.append(uid)
+            elif n == "FLAGS":
+                values.append(text)
+            elif n == "MODSEQ":
+                values.append(m.modseq)
+            else:
+                values.append(m.size)
+        lines.append(template % tuple(values))
+    return lines
 
 
 def _needs_data(att: FetchAtt) -> bool:

@@ -8,6 +8,7 @@ UNSEEN for IMAP4rev1 clients (rfc3501:6.3.1) and HIGHESTMODSEQ (rfc7162:3.1.8).
 
 from __future__ import annotations
 
+import operator
 from typing import TYPE_CHECKING
 
 from merpati.imap import commands as c
@@ -20,6 +21,7 @@ if TYPE_CHECKING:
     from merpati.imap.session import Session
 
 MAX_KEYWORDS_SHOWN = 200
+_FLAGS = operator.itemgetter(2)  # MessageInfo.flags
 
 
 async def select(s: Session, cmd: c.Command) -> Result:
@@ -44,12 +46,12 @@ async def select(s: Session, cmd: c.Command) -> Result:
         info.name, readonly, messages, info.highestmodseq, info.recent, info.uidvalidity
     )
     keywords: set[str] = set()
-    for flagset in {m.flags for m in messages}:  # few distinct sets even in huge mailboxes
+    for flagset in set(map(_FLAGS, messages)):  # few distinct sets even in huge mailboxes
         keywords.update(f for f in flagset if not f.startswith("\\"))
         if len(keywords) > MAX_KEYWORDS_SHOWN:
             break
     first_unseen = 0
-    if not s.rev2:
+    if not s.rev2 and info.unseen:  # the store's count spares a scan when all are seen
         first_unseen = next(
             (seq for seq, m in enumerate(messages, 1) if "\\Seen" not in m.flags), 0
         )

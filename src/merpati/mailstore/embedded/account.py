@@ -18,6 +18,7 @@ import shutil
 import sqlite3
 import threading
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 from merpati.durable import fsync_dir
@@ -33,6 +34,7 @@ from merpati.mailstore.api import (
     NoSuchMessage,
     StorageFailure,
 )
+from merpati.mailstore.embedded import snapfile
 from merpati.mailstore.embedded.changes import transfer_rows
 from merpati.mailstore.embedded.index import connect, open_index, transaction
 from merpati.mailstore.embedded.layout import (
@@ -211,8 +213,16 @@ class Account:
     def _info(self, conn: sqlite3.Connection, row: FolderRow) -> FolderInfo:
         key = (row.uidvalidity, row.highestmodseq)
         cached = self._counts.get(row.id)
+        on_disk = None
+        if cached is None:  # first use since start: a snapshot file may know them
+            on_disk = snapfile.load_counts(
+                snapfile.path_for(self.root, row.id), row.uidvalidity, row.highestmodseq
+            )
         if cached is not None and cached[0] == key:
             count, unseen, recent, size = cached[1]
+        elif on_disk is not None:
+            count, unseen, recent, size = on_disk
+            self._counts[row.id] = (key, on_disk)
         else:
             count, unseen, recent, size = conn.execute(
                 "SELECT count(*), total(seen = 0), total(recent), total(size) FROM messages"
@@ -401,23 +411,40 @@ class Account:
 
     def messages(self, name: str) -> list[MessageInfo]:
         self.fresh_row(name)
+        save: list[Callable[[], None]] = []  # the snapshot file, written after the lock
+        try:
+            return self._messages(name, save)
+        finally:
+            for write in save:
+                write()
+
+    def _messages(self, name: str, save: list[Callable[[], None]]) -> list[MessageInfo]:
         with self.rlock:
             r = self._reader()
             r.execute("BEGIN")
             try:
                 row = self._row(r, name)
                 cache = self._snapshots.get(self.account, row.id)
+                from_disk = False  # loaded from its file: rewrite that if it was far behind
+                changed = 0
                 if cache is None or cache.uidvalidity != row.uidvalidity:
-                    cache = Snapshot(row.uidvalidity, row.highestmodseq)
-                    cache.infos = {
-                        x[0]: self._info_of(x)
-                        for x in r.execute(
-                            f"SELECT {_MSG_COLUMNS} FROM messages WHERE folder = ? ORDER BY uid",
-                            (row.id,),
-                        )
-                    }
+                    cache = self._disk_snapshot(row)
+                    if cache is None:
+                        cache = Snapshot(row.uidvalidity, row.highestmodseq)
+                        with snapfile.gc_paused():
+                            cache.infos = {
+                                x[0]: self._info_of(x)
+                                for x in r.execute(
+                                    f"SELECT {_MSG_COLUMNS} FROM messages WHERE folder = ?"
+                                    " ORDER BY uid",
+                                    (row.id,),
+                                )
+                            }
+                        save.append(self._snapshot_writer(r, row, cache))
+                    else:
+                        from_disk = True
                     self._snapshots.put(self.account, row.id, cache)
-                elif cache.modseq != row.highestmodseq:
+                if cache.modseq != row.highestmodseq:
                     last = next(reversed(cache.infos), 0)
                     unordered = False
                     for (uid,) in r.execute(
@@ -432,13 +459,45 @@ class Account:
                     ):
                         unordered |= x[0] < last and x[0] not in cache.infos
                         cache.infos[x[0]] = self._info_of(x)
+                        changed += 1
                     if unordered:
                         cache.infos = dict(sorted(cache.infos.items()))
                     cache.modseq = row.highestmodseq
                     self._snapshots.put(self.account, row.id, cache)
+                    if from_disk and changed >= snapfile.MIN_MESSAGES // 2:
+                        save.append(self._snapshot_writer(r, row, cache))
                 return list(cache.infos.values())
             finally:
                 r.execute("COMMIT")
+
+    def _disk_snapshot(self, row: FolderRow) -> Snapshot | None:
+        """The folder's snapshot file, if it can be used (see ``snapfile``)."""
+        got = snapfile.load(
+            snapfile.path_for(self.root, row.id), row.uidvalidity, row.highestmodseq, self._flags
+        )
+        if got is None:
+            return None
+        snap = Snapshot(row.uidvalidity, got[0])
+        snap.infos = got[1]
+        return snap
+
+    def _snapshot_writer(
+        self, r: sqlite3.Connection, row: FolderRow, snap: Snapshot
+    ) -> Callable[[], None]:
+        """What writes a large folder's snapshot file, with the counts as of its MODSEQ: the
+        counts and the list are taken now (the reader ``r`` is inside the transaction that
+        read ``snap``, under ``rlock``); the file is written by the caller after the lock."""
+        if len(snap.infos) < snapfile.MIN_MESSAGES:
+            return lambda: None
+        counts: snapfile.Counts = r.execute(
+            "SELECT count(*), total(seen = 0), total(recent), total(size) FROM messages"
+            " WHERE folder = ?",
+            (row.id,),
+        ).fetchone()
+        self._counts[row.id] = ((row.uidvalidity, snap.modseq), counts)
+        path, infos = snapfile.path_for(self.root, row.id), list(snap.infos.values())
+        modseq = snap.modseq
+        return lambda: snapfile.save(path, row.uidvalidity, modseq, counts, infos)
 
     def changes_since(self, name: str, modseq: int) -> Changes:
         self.fresh_row(name)

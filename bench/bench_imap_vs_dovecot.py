@@ -198,7 +198,9 @@ async def idle_memory(port: int, count: int, rss: Callable[[], int]) -> float:
     return (after - before) / count
 
 
-def run_merpati(base: Path, maildirs: dict[str, Path]) -> tuple[subprocess.Popen[bytes], int]:
+def run_merpati(
+    base: Path, maildirs: dict[str, Path], workers: int = 1
+) -> tuple[subprocess.Popen[bytes], int]:
     port = free_port()
     data = base / "data"
     cfg = base / "merpati.toml"
@@ -207,7 +209,7 @@ def run_merpati(base: Path, maildirs: dict[str, Path]) -> tuple[subprocess.Popen
         for n in ("smtp", "submission", "submissions", "imaps", "pop3", "pop3s", "http")
     )
     cfg.write_text(
-        f'data_dir = "{data}"\n[listen]\nimap = ["127.0.0.1:{port}"]\n{off}'
+        f'data_dir = "{data}"\nworkers = {workers}\n[listen]\nimap = ["127.0.0.1:{port}"]\n{off}'
         "[tls]\nallow_plaintext_auth = true\n[limits]\nconnections_per_ip = 100000\n"
         "connections = 100000\n"
     )
@@ -274,6 +276,9 @@ def main() -> None:
     parser.add_argument("--seconds", type=float, default=10.0)
     parser.add_argument("--idle", type=int, default=500)
     parser.add_argument("--only", choices=["merpati", "dovecot"])
+    parser.add_argument(
+        "--workers", type=int, default=1, help="Merpati's `workers` (processes serving IMAP)"
+    )
     args = parser.parse_args()
     import resource
 
@@ -289,7 +294,7 @@ def main() -> None:
         dirs = {BIG: src / "mail/example.org/big", MIX: src / "mail/example.org/mix"}
         if args.only != "dovecot":
             (base / "m").mkdir()
-            proc, port = run_merpati(base / "m", dirs)
+            proc, port = run_merpati(base / "m", dirs, args.workers)
             try:
                 report("merpati", port, lambda: tree_rss_kib(proc.pid), args)
             finally:

@@ -163,38 +163,45 @@ class EmbeddedMailStore:
         date = time.time() if internaldate is None else internaldate
         tz = local_tz_minutes(date)
         results: list[AppendResult | MailStoreError | None] = [None] * len(targets)
-        jobs: list[tuple[int, AppendJob]] = []
-        first: AppendJob | None = None
+        plans: list[tuple[int, Account, str, frozenset[str], int | None]] = []
         for i, target in enumerate(targets):
             try:
                 folder = normalise_folder(target.folder)
                 acct = await self.open_account(target.account)
                 limit = self.quota_lookup(target.account)
-                flags = normalise_flags(target.flags)
-                if first is None:
-                    job = await loop.run_in_executor(
-                        self.executor,
-                        _prepare,
-                        acct,
-                        folder,
-                        data,
-                        flags,
-                        date,
-                        tz,
-                        limit,
-                        None,  # scanned in the same worker call
-                    )
-                    first = job
-                else:
-                    job = await loop.run_in_executor(
-                        self.executor, link_job, acct, folder, first, flags, limit
-                    )
-                job.key = key
-                jobs.append((i, job))
+                plans.append((i, acct, folder, normalise_flags(target.flags), limit))
             except MailStoreError as exc:
                 results[i] = exc
             except (OSError, sqlite3.Error):
                 results[i] = StorageFailure("the message could not be stored")
+
+        def prepare_all() -> list[tuple[int, AppendJob | MailStoreError]]:
+            """One worker call for every target: the first writes (and scans) the file, the
+            others hard-link it; a thread hop per recipient cost more than the work."""
+            out: list[tuple[int, AppendJob | MailStoreError]] = []
+            first: AppendJob | None = None
+            for i, acct, folder, flags, limit in plans:
+                try:
+                    if first is None:
+                        job = _prepare(acct, folder, data, flags, date, tz, limit, None)
+                        first = job
+                    else:
+                        job = link_job(acct, folder, first, flags, limit)
+                    job.key = key
+                    out.append((i, job))
+                except MailStoreError as exc:
+                    out.append((i, exc))
+                except (OSError, sqlite3.Error):
+                    out.append((i, StorageFailure("the message could not be stored")))
+            return out
+
+        jobs: list[tuple[int, AppendJob]] = []
+        if plans:
+            for i, prepared in await loop.run_in_executor(self.executor, prepare_all):
+                if isinstance(prepared, AppendJob):
+                    jobs.append((i, prepared))
+                else:
+                    results[i] = prepared
         if jobs:
             outcomes = await self.committer.submit([job for _, job in jobs])
             for (i, job), outcome in zip(jobs, outcomes, strict=True):

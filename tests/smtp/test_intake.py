@@ -4,10 +4,13 @@ answering after the journal fsync and delivering right after, over real sockets.
 from __future__ import annotations
 
 import smtplib
+import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from smtp_inproc import InProcServer
 
 from harness import eventually
@@ -170,3 +173,19 @@ def test_replay_after_a_crash_delivers_once(tmp_path: Path) -> None:
         eventually(lambda: segment_name(1) not in [p.name for p in segments(journal)])
     finally:
         server.stop()
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.binary(max_size=300), st.integers(0, 200))
+def test_scan_survives_any_bytes(garbage: bytes, cut: int) -> None:
+    """Whatever a crash or a stranger left in the journal directory, start-up reads what is
+    valid and ignores the rest: no exception."""
+    with tempfile.TemporaryDirectory() as tmp:
+        directory = Path(tmp)
+        good = _msg(1)
+        (directory / segment_name(1)).write_bytes(good + garbage)
+        (directory / segment_name(2)).write_bytes(good[:cut] + garbage)
+        (directory / "not-a-segment.log").write_bytes(garbage)
+        found = scan(directory)
+        assert 1 in found.pending
+        assert found.next_seq >= 3

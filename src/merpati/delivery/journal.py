@@ -85,7 +85,11 @@ class ScanResult:
 
 def segments(directory: Path) -> list[Path]:
     """Segment files oldest first (named by their first seq, zero-padded)."""
-    return sorted(p for p in directory.iterdir() if p.name.endswith(SEGMENT_SUFFIX))
+    return sorted(
+        p
+        for p in directory.iterdir()
+        if p.name.endswith(SEGMENT_SUFFIX) and p.name[: -len(SEGMENT_SUFFIX)].isdigit()
+    )
 
 
 def segment_name(first_seq: int) -> str:
@@ -111,6 +115,9 @@ def scan(directory: Path) -> ScanResult:
             payload = data[start : start + length]
             if magic != MAGIC or len(payload) < length or crc != _crc(kind, seq, payload):
                 result.torn.append(path)
+                break
+            if kind == KIND_DONE and length % 8:
+                result.torn.append(path)  # not a record we write
                 break
             if kind == KIND_MSG:
                 msgs.add(seq)

@@ -20,6 +20,7 @@ import threading
 import time
 from collections.abc import Callable
 from pathlib import Path
+from typing import TypeVar
 
 from merpati.durable import fsync_dir
 from merpati.mailstore.api import (
@@ -61,6 +62,11 @@ from merpati.mime.scan import scan
 from merpati.mime.structure import MessageStructure
 
 _MSG_COLUMNS = "uid, modseq, flags, internaldate, tz, size, uidl"
+T = TypeVar("T")
+
+
+def _values(infos: dict[int, MessageInfo]) -> list[MessageInfo]:
+    return list(infos.values())
 
 
 # Maildir++ flattens the hierarchy into one directory name: it must fit the file system's
@@ -410,15 +416,25 @@ class Account:
         return MessageInfo(uid, modseq, self._flags(flags), date, tz, size, uidl)
 
     def messages(self, name: str) -> list[MessageInfo]:
+        return self._snapshot(name, _values)
+
+    def message_map(self, name: str) -> dict[int, MessageInfo]:
+        return self._snapshot(name, dict.copy)
+
+    def _snapshot(self, name: str, take: Callable[[dict[int, MessageInfo]], T]) -> T:
+        """``take`` applied to the folder's up-to-date snapshot (inside the lock: the cached
+        dict changes under it)."""
         self.fresh_row(name)
         save: list[Callable[[], None]] = []  # the snapshot file, written after the lock
         try:
-            return self._messages(name, save)
+            return self._messages(name, save, take)
         finally:
             for write in save:
                 write()
 
-    def _messages(self, name: str, save: list[Callable[[], None]]) -> list[MessageInfo]:
+    def _messages(
+        self, name: str, save: list[Callable[[], None]], take: Callable[[dict[int, MessageInfo]], T]
+    ) -> T:
         with self.rlock:
             r = self._reader()
             r.execute("BEGIN")
@@ -466,7 +482,7 @@ class Account:
                     self._snapshots.put(self.account, row.id, cache)
                     if from_disk and changed >= snapfile.MIN_MESSAGES // 2:
                         save.append(self._snapshot_writer(r, row, cache))
-                return list(cache.infos.values())
+                return take(cache.infos)
             finally:
                 r.execute("COMMIT")
 

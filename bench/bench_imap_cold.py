@@ -87,7 +87,8 @@ def main() -> None:
     for n in range(args.restarts):
         port = free_port()
         configure(args.dir, port)
-        proc = subprocess.Popen([*cli, "serve"], env=env, stderr=subprocess.DEVNULL)
+        quiet = None if os.environ.get("BENCH_STDERR") else subprocess.DEVNULL
+        proc = subprocess.Popen([*cli, "serve"], env=env, stderr=quiet)
         try:
             _wait_port(port)
             rounds = asyncio.run(session(port))

@@ -20,6 +20,7 @@ from __future__ import annotations
 import contextlib
 import functools
 import gc
+import itertools
 import marshal
 import os
 import struct
@@ -61,7 +62,7 @@ def save(
     flag_ids: dict[frozenset[str], int] = {}
     flag_of = [flag_ids.setdefault(i.flags, len(flag_ids)) for i in infos]
     flag_type = "B" if len(flag_ids) <= 0xFF else "H" if len(flag_ids) <= 0xFFFF else "I"
-    columns = [
+    columns: list[array[Any]] = [
         array(_TYPES["uid"], [i.uid for i in infos]),
         array(_TYPES["modseq"], [i.modseq for i in infos]),
         array(flag_type, flag_of),
@@ -96,7 +97,7 @@ def save(
 class _Head(NamedTuple):
     modseq: int
     counts: Counts
-    count: int
+    messages: int
     flag_texts: list[str]
     specs: list[tuple[str, int]]  # each numeric column's type and byte length
     uidls_size: int
@@ -147,8 +148,10 @@ def _columns(head: _Head, body: bytes) -> list[list[Any]] | None:
     for name, (typecode, size) in zip(_COLUMNS, head.specs, strict=True):
         if typecode != _TYPES.get(name, typecode) or typecode not in _KNOWN_TYPES:
             return None
-        column = view[at : at + size].cast(typecode).tolist()
-        if len(column) != head.count:
+        raw = array(typecode)
+        raw.frombytes(view[at : at + size])  # ValueError unless whole items
+        column = raw.tolist()
+        if len(column) != head.messages:
             return None
         out.append(column)
         at += size
@@ -174,7 +177,11 @@ def load(
             text = body[len(body) - head.uidls_size :].decode("utf-8")
             uidls = text.split("\0") if uids else []
             sets = [flags(t) for t in head.flag_texts]
-            flag_sets = map(sets.__getitem__, flag_of)
+            # One flag set for all (a folder all read, say): no lookup per message.
+            one = len(sets) == 1 and not any(flag_of)
+            flag_sets = (
+                itertools.repeat(sets[0], len(uids)) if one else map(sets.__getitem__, flag_of)
+            )
             rows = zip(uids, modseqs, flag_sets, dates, tzs, sizes, uidls, strict=True)
             return head.modseq, dict(zip(uids, map(_new_info, rows), strict=True))
         except (ValueError, TypeError, IndexError, AttributeError):

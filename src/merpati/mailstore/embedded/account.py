@@ -63,6 +63,10 @@ from merpati.mime.structure import MessageStructure
 
 _MSG_COLUMNS = "uid, modseq, flags, internaldate, tz, size, uidl"
 T = TypeVar("T")
+# Messages changed since a MODSEQ, looked up by MODSEQ: without INDEXED BY the planner (no
+# ANALYZE statistics) walks the whole folder in UID order to spare the sort, which cost
+# 7.6 ms per call on 100,000 messages (every command's changes_since), ~50 us this way.
+_CHANGED = "messages INDEXED BY messages_modseq"
 
 
 def _values(infos: dict[int, MessageInfo]) -> list[MessageInfo]:
@@ -469,7 +473,7 @@ class Account:
                     ):
                         cache.infos.pop(uid, None)
                     for x in r.execute(
-                        f"SELECT {_MSG_COLUMNS} FROM messages WHERE folder = ? AND modseq > ?"
+                        f"SELECT {_MSG_COLUMNS} FROM {_CHANGED} WHERE folder = ? AND modseq > ?"
                         " ORDER BY uid",
                         (row.id, cache.modseq),
                     ):
@@ -525,7 +529,7 @@ class Account:
                 changed = tuple(
                     self._info_of(x)
                     for x in r.execute(
-                        f"SELECT {_MSG_COLUMNS} FROM messages WHERE folder = ? AND modseq > ?"
+                        f"SELECT {_MSG_COLUMNS} FROM {_CHANGED} WHERE folder = ? AND modseq > ?"
                         " ORDER BY uid",
                         (row.id, modseq),
                     )

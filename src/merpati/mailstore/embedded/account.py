@@ -97,6 +97,10 @@ class Account:
         # Folder counts as of (UIDVALIDITY, HIGHESTMODSEQ): every change bumps the latter.
         self._counts: dict[int, tuple[tuple[int, int], tuple[int, float, float, float]]] = {}
         self._flagsets: dict[str, frozenset[str]] = {}
+        # changes_since's shortcut: folder name -> the reader's PRAGMA data_version and the
+        # folder's row, read together in one transaction (see ``changes_since``)
+        # (and the paths of its new/ and cur/ directories, whose mtimes the row records).
+        self._quiet: dict[str, tuple[int, FolderRow, str, str]] = {}
         self._closed = False
         self.last_used = time.monotonic()
         # The index file this object was opened on, and when that was last compared with the
@@ -152,6 +156,7 @@ class Account:
             if conn is not None:
                 conn.close()
         self._w = self._r = None
+        self._quiet.clear()  # a new reader connection counts data_version afresh
 
     @property
     def connected(self) -> bool:
@@ -520,12 +525,38 @@ class Account:
         return lambda: snapfile.save(path, row.uidvalidity, modseq, counts, infos)
 
     def changes_since(self, name: str, modseq: int) -> Changes:
+        """Every command of a session with this folder selected asks this (so that changes by
+        other sessions and processes are seen at once): when the index has had no commit by
+        any connection, of any process, since the folder's row was last read here (SQLite's
+        ``PRAGMA data_version`` on the reader connection, documented to change with every
+        commit by another connection) and its Maildir directories have not moved (mail dropped in
+        by another program), the answer is "nothing after ``modseq``" without a query:
+        one pragma and two stats instead of a transaction of five statements."""
+        with self.rlock:
+            version = self._reader().execute("PRAGMA data_version").fetchone()[0]
+            known = self._quiet.get(name)
+        if known is not None and known[0] == version and modseq >= known[1].highestmodseq:
+            _, row, new_dir, cur_dir = known
+            try:
+                moved = (os.stat(new_dir).st_mtime_ns, os.stat(cur_dir).st_mtime_ns) != (
+                    row.new_mtime,
+                    row.cur_mtime,
+                )
+            except FileNotFoundError:
+                moved = True
+            if not moved:
+                return Changes(row.highestmodseq, (), ())
         self.fresh_row(name)
         with self.rlock:
             r = self._reader()
             r.execute("BEGIN")
             try:
+                # The version first: the row read after it, in the same snapshot, is at least
+                # as new as what the version stands for.
+                version = r.execute("PRAGMA data_version").fetchone()[0]
                 row = self._row(r, name)
+                folder_dir = str(self.root / row.dirname)
+                self._quiet[name] = (version, row, folder_dir + "/new", folder_dir + "/cur")
                 changed = tuple(
                     self._info_of(x)
                     for x in r.execute(

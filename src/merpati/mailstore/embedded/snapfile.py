@@ -21,6 +21,7 @@ import contextlib
 import gc
 import itertools
 import marshal
+import operator
 import os
 import struct
 import sys
@@ -56,19 +57,22 @@ def save(
     counts, message count, the distinct flag texts, each column's type and byte length), then
     the columns as raw machine arrays, then the UIDLs (file-name bases: no NUL) NUL-joined in
     UTF-8. Loading is then one read and one C-level ``tolist`` per column."""
-    flag_ids: dict[frozenset[str], int] = {}
-    flag_of = [flag_ids.setdefault(i.flags, len(flag_ids)) for i in infos]
+
+    def column(field: int) -> Iterator[Any]:  # C-level (MessageInfo is a tuple)
+        return map(operator.itemgetter(field), infos)
+
+    flag_ids = {fs: n for n, fs in enumerate(dict.fromkeys(column(2)))}
     flag_type = "B" if len(flag_ids) <= 0xFF else "H" if len(flag_ids) <= 0xFFFF else "I"
     columns: list[array[Any]] = [
-        array(_TYPES["uid"], [i.uid for i in infos]),
-        array(_TYPES["modseq"], [i.modseq for i in infos]),
-        array(flag_type, flag_of),
-        array(_TYPES["internaldate"], [i.internaldate for i in infos]),
-        array(_TYPES["internaldate_tz"], [i.internaldate_tz for i in infos]),
-        array(_TYPES["size"], [i.size for i in infos]),
+        array(_TYPES["uid"], column(0)),
+        array(_TYPES["modseq"], column(1)),
+        array(flag_type, map(flag_ids.__getitem__, column(2))),
+        array(_TYPES["internaldate"], column(3)),
+        array(_TYPES["internaldate_tz"], column(4)),
+        array(_TYPES["size"], column(5)),
     ]
     raw = [c.tobytes() for c in columns]
-    uidls = "\0".join(i.uidl for i in infos).encode("utf-8")
+    uidls = "\0".join(column(6)).encode("utf-8")
     header = marshal.dumps(
         (
             FORMAT,

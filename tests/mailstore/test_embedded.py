@@ -412,3 +412,72 @@ def test_account_removed_and_recreated_elsewhere(
             await server.close()
 
     asyncio.run(main())
+
+
+FLAGGER = """
+import asyncio, sys
+sys.path.insert(0, sys.argv[1])
+from pathlib import Path
+from merpati.mailstore.api import FlagMode
+from merpati.mailstore.embedded import EmbeddedMailStore
+
+async def main() -> None:
+    store = EmbeddedMailStore(Path(sys.argv[2]))
+    box = store.mailbox("alice@example.org")
+    for line in sys.stdin:  # one flag change per line, acknowledged once committed
+        await box.store_flags("INBOX", [int(line)], FlagMode.ADD, ["\\\\Flagged"])
+        print("done", flush=True)
+    await store.close()
+
+asyncio.run(main())
+"""
+
+
+def test_changes_since_sees_every_commit_of_another_process(tmp_path: Path) -> None:
+    """changes_since answers "nothing new" from a shortcut when the index has not moved:
+    a commit by another process right after a quiet answer, or mail dropped into the
+    Maildir, must still show at the next call."""
+
+    async def body(store: EmbeddedMailStore) -> None:
+        box = store.mailbox(A)
+        for i in range(5):
+            await box.append("INBOX", msg(i))
+        highest = (await box.folder("INBOX")).highestmodseq
+        other = subprocess.Popen(
+            [sys.executable, "-c", FLAGGER, SRC, str(tmp_path)],
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            text=True,
+        )
+        assert other.stdin is not None and other.stdout is not None
+        try:
+            for uid in (1, 2, 3, 4, 5):
+                quiet = await box.changes_since("INBOX", highest)
+                assert quiet.changed == () and quiet.highestmodseq == highest
+                await box.changes_since("INBOX", highest)  # answered by the shortcut
+                dirs = [root(tmp_path) / sub for sub in ("new", "cur")]
+                mtimes = [d.stat().st_mtime_ns for d in dirs]
+                other.stdin.write(f"{uid}\n")
+                other.stdin.flush()
+                assert other.stdout.readline() == "done\n"
+                # As if within one tick of a coarse file-system clock: the directories seem
+                # unmoved, so only the index can tell.
+                for d, mtime in zip(dirs, mtimes, strict=True):
+                    os.utime(d, ns=(mtime, mtime))
+                changes = await box.changes_since("INBOX", highest)
+                assert [m.uid for m in changes.changed] == [uid]
+                assert changes.changed[0].flags == frozenset({"\\Flagged"})
+                assert changes.highestmodseq > highest
+                highest = changes.highestmodseq
+        finally:
+            other.stdin.close()
+            other.wait(30)
+        assert other.returncode == 0
+        await box.changes_since("INBOX", highest)
+        r = root(tmp_path)
+        (r / "tmp" / "1700000000.X9.otherhost").write_bytes(msg(9))
+        os.rename(r / "tmp" / "1700000000.X9.otherhost", r / "new" / "1700000000.X9.otherhost")
+        changes = await box.changes_since("INBOX", highest)
+        assert [m.uidl for m in changes.changed] == ["1700000000.X9.otherhost"]
+
+    run(body, tmp_path)

@@ -338,3 +338,27 @@ def test_keyword_limits(run: Runner) -> None:
         assert copied[0].flags == before[0].flags and result.pairs[0][0] == uids[0]
 
     run(body)
+
+
+def test_message_map_is_the_callers_own(run: Runner) -> None:
+    """``message_map`` (SELECT's view keeps it): the same messages as ``messages()``, by UID
+    in UID order, and a dict the caller may change without changing the store's."""
+
+    async def body(store: Any) -> None:
+        box = store.mailbox(A)
+        for i in range(4):
+            await box.append("INBOX", msg(i), flags=["\\Seen"] if i % 2 else [])
+        await box.store_flags("INBOX", [2], FlagMode.ADD, ["\\Deleted"])
+        await box.expunge("INBOX")
+        mine = await box.message_map("INBOX")
+        listed = await box.messages("INBOX")
+        assert list(mine) == [1, 3, 4] == [m.uid for m in listed]
+        assert list(mine.values()) == listed
+        mine.pop(1)
+        mine[99] = listed[0]
+        again = await box.message_map("INBOX")
+        assert list(again) == [1, 3, 4] and list(again.values()) == listed
+        with pytest.raises(NoSuchFolder):
+            await box.message_map("Nowhere")
+
+    run(body)

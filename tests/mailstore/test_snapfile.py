@@ -90,6 +90,27 @@ def test_restart_reads_the_file_and_catches_up(tmp_path: Path) -> None:
     asyncio.run(main())
 
 
+def test_one_flag_set_for_all(tmp_path: Path) -> None:
+    """Every message with the same flags (a folder all read): the file is used."""
+
+    async def main() -> None:
+        store = EmbeddedMailStore(tmp_path)
+        box = store.mailbox(A)
+        for i in range(6):
+            await box.append("INBOX", msg(i), ["\\Seen"])
+        expected = await box.messages("INBOX")
+        await store.close()
+        (path,) = snapshot_files(tmp_path)
+        info = await EmbeddedMailStore(tmp_path).mailbox(A).folder("INBOX")
+        got = snapfile.load(
+            path, info.uidvalidity, info.highestmodseq, lambda text: frozenset(text.split())
+        )
+        assert got is not None and list(got[1].values()) == expected
+        assert all(m.flags == frozenset({"\\Seen"}) for m in got[1].values())
+
+    asyncio.run(main())
+
+
 def test_bad_or_foreign_files_are_ignored(tmp_path: Path) -> None:
     async def main() -> None:
         store = EmbeddedMailStore(tmp_path)

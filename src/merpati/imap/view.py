@@ -58,17 +58,24 @@ class SelectedView:
         self,
         folder: str,
         readonly: bool,
-        messages: list[MessageInfo],
+        messages: list[MessageInfo] | dict[int, MessageInfo],
         highestmodseq: int,
         recent_count: int = 0,
         uidvalidity: int = 0,
     ) -> None:
+        """``messages`` in UID order; a dict (UID -> info, from ``Mailbox.message_map``) is
+        kept as the view's own, which spares building one (100,000 messages: ~1 ms instead
+        of ~11 ms)."""
         self.folder = folder
         self.uidvalidity = uidvalidity
         self.readonly = readonly
-        # C-level loops (MessageInfo is a tuple, its UID first): 100,000 messages in ~10 ms.
-        self.uids: list[int] = list(map(_UID, messages))
-        self.info: dict[int, MessageInfo] = dict(zip(self.uids, messages, strict=True))
+        if isinstance(messages, dict):
+            self.info: dict[int, MessageInfo] = messages
+            self.uids: list[int] = list(messages)
+        else:
+            # C-level loops (MessageInfo is a tuple, its UID first).
+            self.uids = list(map(_UID, messages))
+            self.info = dict(zip(self.uids, messages, strict=True))
         self.highestmodseq = highestmodseq
         self.pending_expunge: set[int] = set()
         self.pending_flags: set[int] = set()

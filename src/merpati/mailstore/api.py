@@ -176,7 +176,12 @@ class Mailbox(Protocol):
     ) -> AppendResult: ...
 
     async def messages(self, folder: str) -> list[MessageInfo]:
-        """Every message in UID order (a snapshot, for SELECT and POP3 login)."""
+        """Every message in UID order (a snapshot, for POP3 login)."""
+        ...
+
+    async def message_map(self, folder: str) -> dict[int, MessageInfo]:
+        """Every message by UID, in UID order: a new dict the caller owns (SELECT's view
+        keeps it; the embedded store copies its cached one, a C-level copy)."""
         ...
 
     async def changes_since(self, folder: str, modseq: int) -> Changes: ...

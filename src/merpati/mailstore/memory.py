@@ -277,6 +277,9 @@ class MemoryMailbox:
     async def messages(self, folder: str) -> list[MessageInfo]:
         return [m.info for m in self._folder(folder).messages.values()]
 
+    async def message_map(self, folder: str) -> dict[int, MessageInfo]:
+        return {uid: m.info for uid, m in self._folder(folder).messages.items()}
+
     async def changes_since(self, folder: str, modseq: int) -> Changes:
         f = self._folder(folder)
         return Changes(

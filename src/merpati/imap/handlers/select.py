@@ -40,20 +40,20 @@ async def select(s: Session, cmd: c.Command) -> Result:
     name = s.decode_name(cmd.mailbox)
     box = s.mailbox
     info = await box.folder(name)
-    messages = await box.messages(info.name)
+    messages = await box.message_map(info.name)
     readonly = cmd.name == "EXAMINE"
     view = SelectedView(
         info.name, readonly, messages, info.highestmodseq, info.recent, info.uidvalidity
     )
     keywords: set[str] = set()
-    for flagset in set(map(_FLAGS, messages)):  # few distinct sets even in huge mailboxes
+    for flagset in set(map(_FLAGS, messages.values())):  # few distinct sets, even in huge ones
         keywords.update(f for f in flagset if not f.startswith("\\"))
         if len(keywords) > MAX_KEYWORDS_SHOWN:
             break
     first_unseen = 0
     if not s.rev2 and info.unseen:  # the store's count spares a scan when all are seen
         first_unseen = next(
-            (seq for seq, m in enumerate(messages, 1) if "\\Seen" not in m.flags), 0
+            (seq for seq, m in enumerate(messages.values(), 1) if "\\Seen" not in m.flags), 0
         )
     flags = FlagFormatter()(frozenset(SYSTEM_FLAGS | keywords))
     s.write(b"* FLAGS " + flags + b"\r\n")

@@ -20,6 +20,7 @@ import threading
 import time
 from collections.abc import Callable
 from pathlib import Path
+from typing import TypeVar
 
 from merpati.durable import fsync_dir
 from merpati.mailstore.api import (
@@ -61,6 +62,15 @@ from merpati.mime.scan import scan
 from merpati.mime.structure import MessageStructure
 
 _MSG_COLUMNS = "uid, modseq, flags, internaldate, tz, size, uidl"
+T = TypeVar("T")
+# Messages changed since a MODSEQ, looked up by MODSEQ: without INDEXED BY the planner (no
+# ANALYZE statistics) walks the whole folder in UID order to spare the sort, which cost
+# 7.6 ms per call on 100,000 messages (every command's changes_since), ~50 us this way.
+_CHANGED = "messages INDEXED BY messages_modseq"
+
+
+def _values(infos: dict[int, MessageInfo]) -> list[MessageInfo]:
+    return list(infos.values())
 
 
 # Maildir++ flattens the hierarchy into one directory name: it must fit the file system's
@@ -87,6 +97,10 @@ class Account:
         # Folder counts as of (UIDVALIDITY, HIGHESTMODSEQ): every change bumps the latter.
         self._counts: dict[int, tuple[tuple[int, int], tuple[int, float, float, float]]] = {}
         self._flagsets: dict[str, frozenset[str]] = {}
+        # changes_since's shortcut: folder name -> the reader's PRAGMA data_version and the
+        # folder's row, read together in one transaction (see ``changes_since``)
+        # (and the paths of its new/ and cur/ directories, whose mtimes the row records).
+        self._quiet: dict[str, tuple[int, FolderRow, str, str]] = {}
         self._closed = False
         self.last_used = time.monotonic()
         # The index file this object was opened on, and when that was last compared with the
@@ -142,6 +156,7 @@ class Account:
             if conn is not None:
                 conn.close()
         self._w = self._r = None
+        self._quiet.clear()  # a new reader connection counts data_version afresh
 
     @property
     def connected(self) -> bool:
@@ -410,15 +425,25 @@ class Account:
         return MessageInfo(uid, modseq, self._flags(flags), date, tz, size, uidl)
 
     def messages(self, name: str) -> list[MessageInfo]:
+        return self._snapshot(name, _values)
+
+    def message_map(self, name: str) -> dict[int, MessageInfo]:
+        return self._snapshot(name, dict.copy)
+
+    def _snapshot(self, name: str, take: Callable[[dict[int, MessageInfo]], T]) -> T:
+        """``take`` applied to the folder's up-to-date snapshot (inside the lock: the cached
+        dict changes under it)."""
         self.fresh_row(name)
         save: list[Callable[[], None]] = []  # the snapshot file, written after the lock
         try:
-            return self._messages(name, save)
+            return self._messages(name, save, take)
         finally:
             for write in save:
                 write()
 
-    def _messages(self, name: str, save: list[Callable[[], None]]) -> list[MessageInfo]:
+    def _messages(
+        self, name: str, save: list[Callable[[], None]], take: Callable[[dict[int, MessageInfo]], T]
+    ) -> T:
         with self.rlock:
             r = self._reader()
             r.execute("BEGIN")
@@ -453,7 +478,7 @@ class Account:
                     ):
                         cache.infos.pop(uid, None)
                     for x in r.execute(
-                        f"SELECT {_MSG_COLUMNS} FROM messages WHERE folder = ? AND modseq > ?"
+                        f"SELECT {_MSG_COLUMNS} FROM {_CHANGED} WHERE folder = ? AND modseq > ?"
                         " ORDER BY uid",
                         (row.id, cache.modseq),
                     ):
@@ -466,7 +491,7 @@ class Account:
                     self._snapshots.put(self.account, row.id, cache)
                     if from_disk and changed >= snapfile.MIN_MESSAGES // 2:
                         save.append(self._snapshot_writer(r, row, cache))
-                return list(cache.infos.values())
+                return take(cache.infos)
             finally:
                 r.execute("COMMIT")
 
@@ -500,16 +525,42 @@ class Account:
         return lambda: snapfile.save(path, row.uidvalidity, modseq, counts, infos)
 
     def changes_since(self, name: str, modseq: int) -> Changes:
+        """Every command of a session with this folder selected asks this (so that changes by
+        other sessions and processes are seen at once): when the index has had no commit by
+        any connection, of any process, since the folder's row was last read here (SQLite's
+        ``PRAGMA data_version`` on the reader connection, documented to change with every
+        commit by another connection) and its Maildir directories have not moved (mail dropped in
+        by another program), the answer is "nothing after ``modseq``" without a query:
+        one pragma and two stats instead of a transaction of five statements."""
+        with self.rlock:
+            version = self._reader().execute("PRAGMA data_version").fetchone()[0]
+            known = self._quiet.get(name)
+        if known is not None and known[0] == version and modseq >= known[1].highestmodseq:
+            _, row, new_dir, cur_dir = known
+            try:
+                moved = (os.stat(new_dir).st_mtime_ns, os.stat(cur_dir).st_mtime_ns) != (
+                    row.new_mtime,
+                    row.cur_mtime,
+                )
+            except FileNotFoundError:
+                moved = True
+            if not moved:
+                return Changes(row.highestmodseq, (), ())
         self.fresh_row(name)
         with self.rlock:
             r = self._reader()
             r.execute("BEGIN")
             try:
+                # The version first: the row read after it, in the same snapshot, is at least
+                # as new as what the version stands for.
+                version = r.execute("PRAGMA data_version").fetchone()[0]
                 row = self._row(r, name)
+                folder_dir = str(self.root / row.dirname)
+                self._quiet[name] = (version, row, folder_dir + "/new", folder_dir + "/cur")
                 changed = tuple(
                     self._info_of(x)
                     for x in r.execute(
-                        f"SELECT {_MSG_COLUMNS} FROM messages WHERE folder = ? AND modseq > ?"
+                        f"SELECT {_MSG_COLUMNS} FROM {_CHANGED} WHERE folder = ? AND modseq > ?"
                         " ORDER BY uid",
                         (row.id, modseq),
                     )

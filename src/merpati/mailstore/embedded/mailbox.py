@@ -157,6 +157,9 @@ class EmbeddedMailbox:
     async def messages(self, folder: str) -> list[MessageInfo]:
         return await self._call(Account.messages, normalise_folder(folder))
 
+    async def message_map(self, folder: str) -> dict[int, MessageInfo]:
+        return await self._call(Account.message_map, normalise_folder(folder))
+
     async def changes_since(self, folder: str, modseq: int) -> Changes:
         return await self._call(Account.changes_since, normalise_folder(folder), modseq)
 

@@ -189,3 +189,12 @@ def test_scan_survives_any_bytes(garbage: bytes, cut: int) -> None:
         found = scan(directory)
         assert 1 in found.pending
         assert found.next_seq >= 3
+
+
+def test_messages_of_one_session_keep_their_order(srv: InProcServer) -> None:
+    with smtplib.SMTP(srv.host, srv.ports["smtp"], timeout=10) as c:
+        for n in range(12):
+            c.sendmail("s@remote.example", [ALICE], f"Subject: n{n}\r\n\r\nbody\r\n".encode())
+    stored = eventually(lambda: len(srv.inbox(ALICE)) == 12 and srv.inbox(ALICE))
+    subjects = [m.split(b"Subject: ")[1].split(b"\r\n")[0] for m in stored]
+    assert subjects == [f"n{n}".encode() for n in range(12)]  # UID order is arrival order

@@ -11,6 +11,7 @@ processes on one data dir at once (SQLite locking decides the order of writers).
 from __future__ import annotations
 
 import asyncio
+import itertools
 import os
 import shutil
 import sqlite3
@@ -21,7 +22,7 @@ from pathlib import Path
 
 from merpati.mailstore.api import AppendResult, DeliveryTarget, MailStoreError, StorageFailure
 from merpati.mailstore.embedded.account import Account
-from merpati.mailstore.embedded.commit import AppendJob, GroupCommitter
+from merpati.mailstore.embedded.commit import AppendJob, GroupCommitter, Outcome
 from merpati.mailstore.embedded.feed import POLL_INTERVAL, ChangeFeed
 from merpati.mailstore.embedded.layout import account_dir, new_basename
 from merpati.mailstore.embedded.mailbox import (
@@ -58,6 +59,9 @@ class EmbeddedMailStore:
         self.quota_lookup: QuotaLookup = quota_lookup or (lambda account: None)
         self.executor = ThreadPoolExecutor(workers, thread_name_prefix="mailstore")
         self.committer = GroupCommitter(self.executor, enabled=group_commit)
+        self._order = itertools.count(1)
+        self._preparing: set[int] = set()  # deliveries not yet handed to the committer
+        self._gates: dict[asyncio.AbstractEventLoop, asyncio.Condition] = {}
         self.feed = ChangeFeed(self.executor, self.mail_root, poll_interval)
         self.snapshots = SnapshotCache(snapshot_budget)
         self.max_open = max_open_accounts
@@ -150,10 +154,51 @@ class EmbeddedMailStore:
     ) -> list[AppendResult | MailStoreError]:
         """One copy of the content, hard-linked into every target; one group commit.
         Shielded from cancellation like ``append``."""
-        return await asyncio.shield(self._deliver(data, targets, internaldate, key))
+        order = next(self._order)  # before any await: the order deliveries were asked for
+        self._preparing.add(order)
+        return await asyncio.shield(self._ordered(order, data, targets, internaldate, key))
+
+    async def _ordered(
+        self,
+        order: int,
+        data: bytes,
+        targets: Sequence[DeliveryTarget],
+        internaldate: float | None,
+        key: str | None,
+    ) -> list[AppendResult | MailStoreError]:
+        try:
+            return await self._deliver(order, data, targets, internaldate, key)
+        finally:
+            if order in self._preparing:  # failed before reaching the committer
+                gate = self._gate()
+                async with gate:
+                    self._preparing.discard(order)
+                    gate.notify_all()
+
+    def _gate(self) -> asyncio.Condition:
+        """The condition of the running loop (a store may outlive one ``asyncio.run``)."""
+        loop = asyncio.get_running_loop()
+        gate = self._gates.get(loop)
+        if gate is None:
+            self._gates = {loop: (gate := asyncio.Condition())}
+        return gate
+
+    async def _submit_in_order(self, order: int, jobs: list[AppendJob]) -> list[Outcome]:
+        """Hand jobs to the committer only after every earlier delivery has handed in its
+        own: they are prepared side by side in worker threads and finish in any order, but
+        a mailbox's UIDs should follow the order the messages arrived in."""
+        gate = self._gate()
+        async with gate:
+            await gate.wait_for(lambda: min(self._preparing) == order)
+            self._preparing.discard(order)
+            # A task starts in creation order, so the committer queues the jobs in order.
+            task = asyncio.ensure_future(self.committer.submit(jobs))
+            gate.notify_all()
+        return await task
 
     async def _deliver(
         self,
+        order: int,
         data: bytes,
         targets: Sequence[DeliveryTarget],
         internaldate: float | None,
@@ -188,6 +233,7 @@ class EmbeddedMailStore:
                     else:
                         job = link_job(acct, folder, first, flags, limit)
                     job.key = key
+                    job.order = order
                     out.append((i, job))
                 except MailStoreError as exc:
                     out.append((i, exc))
@@ -203,7 +249,7 @@ class EmbeddedMailStore:
                 else:
                     results[i] = prepared
         if jobs:
-            outcomes = await self.committer.submit([job for _, job in jobs])
+            outcomes = await self._submit_in_order(order, [job for _, job in jobs])
             for (i, job), outcome in zip(jobs, outcomes, strict=True):
                 results[i] = outcome
                 if isinstance(outcome, AppendResult):

@@ -77,8 +77,7 @@ def test_smtp_delivery_then_pop3(server_factory: Callable[..., MerpatiServer]) -
         with smtplib.SMTP(*srv.address("smtp"), timeout=10) as smtp:
             smtp.sendmail("someone@example.net", ["erin@example.org"], msg)
 
-    # Messages accepted within one delivery group (50 ms) may get their UIDs in either order;
-    # this test numbers them, so the second is sent once the first is in.
+    # Delivered a moment after the 250 (intake journal): the second is sent once the first is in.
     send(0)
     eventually(lambda: list((srv.data_dir / "mail").glob("*/*/new/*")))
     send(1)

@@ -20,12 +20,12 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import Coroutine
+from collections.abc import Awaitable, Callable, Coroutine
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import replace
 from pathlib import Path
 from secrets import token_hex
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from merpati.delivery.api import Envelope
 from merpati.delivery.codec import envelope_from_dict, envelope_to_dict
@@ -47,6 +47,7 @@ from merpati.durable import fsync_dir
 if TYPE_CHECKING:
     from merpati.app import App
 
+T = TypeVar("T")
 SEGMENT_BYTES = 64 * 1024 * 1024
 RETRY_SECONDS = 5.0
 DONE_FLUSH_SECONDS = 0.02
@@ -77,7 +78,17 @@ class _Budget:
 class Intake:
     """Implements ``merpati.delivery.api.Intake`` and ``merpati.server.registry.Service``."""
 
-    def __init__(self, app: App, directory: Path, writer: SegmentWriter, next_seq: int) -> None:
+    def __init__(
+        self,
+        app: App,
+        directory: Path,
+        writer: SegmentWriter,
+        next_seq: int,
+        old: list[Path],
+        pending: list[MsgRef],
+    ) -> None:
+        """``old``: the segments a previous run left, oldest first; ``pending``: their
+        messages without DONE (delivered by ``replay``)."""
         self.app = app
         self.directory = directory
         self._thread = ThreadPoolExecutor(1, thread_name_prefix="intake-journal")
@@ -89,8 +100,14 @@ class Intake:
         self._runner: asyncio.Task[None] | None = None
         self._flush_timer: asyncio.TimerHandle | None = None
         self._undone: dict[Path, set[int]] = {writer.path: set()}  # MSGs without durable DONE
-        self._sealed: list[Path] = []  # older segments, oldest first; deleted when all done
-        self._where: dict[int, Path] = {}
+        self._sealed = list(old)  # older segments, oldest first; deleted when all done
+        self._where: dict[int, Path] = {}  # MSG seq -> its segment, until its DONE is durable
+        for path in old:
+            self._undone[path] = set()
+        for ref in pending:  # before anything is written, or a segment could go too early
+            self._undone[ref.segment].add(ref.seq)
+            self._where[ref.seq] = ref.segment
+        self._recovered = pending
         self._tasks: set[asyncio.Task[None]] = set()
         self._ready: list[tuple[int, Envelope, bytes]] = []  # journaled, delivery not started
         self._deliver_timer: asyncio.TimerHandle | None = None
@@ -222,42 +239,48 @@ class Intake:
     # -- delivering --------------------------------------------------------------------------
     async def _deliver(self, seq: int, envelope: Envelope, message: bytes) -> None:
         try:
-            report = None
-            while report is None:
-                deliver = self.app.deliver
-                try:
-                    if deliver is None:
-                        raise RuntimeError("no deliver function")
-                    report = await deliver(envelope, message)
-                except Exception as exc:
-                    self.app.log.event("intake.error", stage="deliver", seq=seq, error=repr(exc))
-                    if self._closing:
-                        return  # delivered again from the journal at the next start
-                    await asyncio.sleep(RETRY_SECONDS)
+            app = self.app
+            report = await self._retry(
+                "deliver", seq, lambda: _required(app.deliver)(envelope, message)
+            )
+            if report is None:
+                return  # stopping: delivered again from the journal at the next start
             failed = tuple(o.recipient for o in report.outcomes if not o.ok)
-            while failed:
-                queue = self.app.queue
-                try:
-                    if queue is None:
-                        raise RuntimeError("no queue")
-                    await queue.enqueue(replace(envelope, recipients=failed), message, failed)
-                    queue.wake()
-                    break
-                except Exception as exc:
-                    self.app.log.event("intake.error", stage="queue", seq=seq, error=repr(exc))
-                    if self._closing:
-                        return
-                    await asyncio.sleep(RETRY_SECONDS)
+            if failed:
+                retried = replace(envelope, recipients=failed)
+                queue_id = await self._retry(
+                    "queue", seq, lambda: _required(app.queue).enqueue(retried, message, failed)
+                )
+                if queue_id is None:
+                    return
+                _required(app.queue).wake()
             self.deliveries.labels("queued" if failed else "delivered").inc()
             self._done.append(seq)
             self._kick_later()
         finally:
             await self._budget.release(len(message))
 
-    async def replay(self, pending: list[MsgRef]) -> None:
-        """Deliver what a previous run accepted but did not finish (oldest first)."""
+    async def _retry(self, stage: str, seq: int, attempt: Callable[[], Awaitable[T]]) -> T | None:
+        """``attempt()`` until it succeeds, every ``RETRY_SECONDS``; None once stopping."""
+        while True:
+            try:
+                return await attempt()
+            except Exception as exc:
+                self.app.log.event("intake.error", stage=stage, seq=seq, error=repr(exc))
+                if self._closing:
+                    return None
+                await asyncio.sleep(RETRY_SECONDS)
+
+    def start(self) -> None:
+        """Start delivering what a previous run accepted but did not finish."""
+        if self._recovered:
+            self.app.log.event("intake.recover", messages=len(self._recovered))
+        self._spawn(self._replay(self._recovered))
+        self._recovered = []
+
+    async def _replay(self, pending: list[MsgRef]) -> None:
         loop = asyncio.get_running_loop()
-        for ref in pending:  # not cut short by stop(): it waits for this within its grace
+        for ref in pending:  # oldest first; stop() waits for this within its grace
             try:
                 payload = await loop.run_in_executor(self._thread, read_payload, ref)
                 header, message = split_msg(payload)
@@ -293,6 +316,12 @@ class Intake:
         self._thread.shutdown(wait=True)
 
 
+def _required(value: T | None) -> T:
+    if value is None:
+        raise RuntimeError("not available (the server is not fully started)")
+    return value
+
+
 def _remove(path: Path) -> None:
     path.unlink(missing_ok=True)
     fsync_dir(path.parent)
@@ -307,23 +336,14 @@ async def start_intake(app: App) -> Intake | None:
     directory = app.config.data_dir / "intake"
     loop = asyncio.get_running_loop()
 
-    def open_journal() -> tuple[SegmentWriter, list[MsgRef], list[Path]]:
+    def open_journal() -> Intake:
         directory.mkdir(mode=0o700, exist_ok=True)
         found = scan(directory)
         writer = SegmentWriter(directory, found.next_seq)
         pending = sorted(found.pending.values(), key=lambda r: r.seq)
-        return writer, pending, sorted(found.segment_msgs)
+        return Intake(app, directory, writer, found.next_seq, found.segments, pending)
 
-    writer, pending, old = await loop.run_in_executor(None, open_journal)
-    intake = Intake(app, directory, writer, int(writer.path.name.split(".")[0]))
-    intake._sealed.extend(old)
-    for path in old:
-        intake._undone.setdefault(path, set())
-    for ref in pending:  # before anything is written, or a segment could go too early
-        intake._undone[ref.segment].add(ref.seq)
-        intake._where[ref.seq] = ref.segment
+    intake = await loop.run_in_executor(None, open_journal)
     app.intake = intake
-    if pending:
-        app.log.event("intake.recover", messages=len(pending))
-    intake._spawn(intake.replay(pending))
+    intake.start()
     return intake

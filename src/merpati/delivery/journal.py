@@ -78,7 +78,7 @@ class ScanResult:
     """What the segments on disk hold: messages not yet done, by seq, and the next seq."""
 
     pending: dict[int, MsgRef] = field(default_factory=dict)
-    segment_msgs: dict[Path, set[int]] = field(default_factory=dict)  # every MSG per segment
+    segments: list[Path] = field(default_factory=list)  # oldest first
     next_seq: int = 1
     torn: list[Path] = field(default_factory=list)  # segments that ended in a partial record
 
@@ -100,7 +100,7 @@ def scan(directory: Path) -> ScanResult:
     result = ScanResult()
     done: set[int] = set()
     for path in segments(directory):
-        msgs = result.segment_msgs.setdefault(path, set())
+        result.segments.append(path)
         # Named by a seq no record of it may reuse, even when the segment is empty.
         result.next_seq = max(result.next_seq, int(path.name.split(".")[0]) + 1)
         with open(path, "rb") as f:
@@ -120,7 +120,6 @@ def scan(directory: Path) -> ScanResult:
                 result.torn.append(path)  # not a record we write
                 break
             if kind == KIND_MSG:
-                msgs.add(seq)
                 result.pending[seq] = MsgRef(seq, path, start, length)
             elif kind == KIND_DONE:
                 done.update(struct.unpack(f">{length // 8}Q", payload))

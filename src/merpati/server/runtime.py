@@ -144,43 +144,57 @@ async def serve(config: Config) -> int:
         await app.mailstore.close()
         raise
 
-    loop = asyncio.get_running_loop()
-    stop = asyncio.Event()
-    for sig in (signal.SIGTERM, signal.SIGINT):
-        loop.add_signal_handler(sig, stop.set)
-
-    def reload_tls() -> None:
-        try:
-            app.tls.reload()
-            app.log.event("tls.reloaded", cert=str(app.tls.cert_path))
-        except OperationalError as exc:
-            app.log.event("tls.reload_failed", error=str(exc))
-
     def on_hup() -> None:
-        reload_tls()
+        _reload_tls(app)
         if pool is not None:
             pool.send(signal.SIGHUP)
 
-    loop.add_signal_handler(signal.SIGHUP, on_hup)
+    stop = _stop_on_signals(on_hup)
     listening = " ".join(f"{n}={h}:{p}" for n, addrs in acceptor.bound.items() for h, p in addrs)
     app.log.event("server.ready", hostname=config.hostname, data_dir=str(config.data_dir))
     print(f"merpati: listening {listening}", file=sys.stderr, flush=True)
     await stop.wait()
 
     app.log.event("server.stopping", sessions=len(acceptor.tasks))
-    app.stopping.set()
-    acceptor.stop_accepting()
-    workers_done = asyncio.create_task(pool.stop()) if pool is not None else None
-    await acceptor.drain(config.limits.shutdown_grace)
-    if workers_done is not None:
-        await workers_done
-    for s in reversed(services):
-        with contextlib.suppress(Exception):
-            await s.stop()
-    await app.mailstore.close()
-    app.accounts.close()
+    await _shut_down(app, acceptor, [*([pool] if pool is not None else []), *reversed(services)])
     app.log.event("server.stopped")
     return 0
+
+
+def _stop_on_signals(on_hup: Callable[[], None]) -> asyncio.Event:
+    """An event set by SIGTERM or SIGINT; SIGHUP calls ``on_hup``."""
+    loop = asyncio.get_running_loop()
+    stop = asyncio.Event()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, stop.set)
+    loop.add_signal_handler(signal.SIGHUP, on_hup)
+    return stop
+
+
+def _reload_tls(app: App) -> None:
+    try:
+        app.tls.reload()
+        app.log.event("tls.reloaded", cert=str(app.tls.cert_path))
+    except OperationalError as exc:
+        app.log.event("tls.reload_failed", error=str(exc))
+
+
+async def _shut_down(app: App, acceptor: Acceptor, services: list[registry.Service]) -> None:
+    """Stop accepting; live sessions get ``shutdown_grace`` while ``services`` stop (the
+    first, the worker pool, side by side with the sessions; the rest after them, in order);
+    then the stores close."""
+    app.stopping.set()
+    acceptor.stop_accepting()
+    first = asyncio.create_task(services[0].stop()) if services else None
+    await acceptor.drain(app.config.limits.shutdown_grace)
+    if first is not None:
+        with contextlib.suppress(Exception):
+            await first
+    for service in services[1:]:
+        with contextlib.suppress(Exception):
+            await service.stop()
+    await app.mailstore.close()
+    app.accounts.close()
 
 
 async def serve_worker(config: Config, index: int) -> int:
@@ -199,15 +213,7 @@ async def serve_worker(config: Config, index: int) -> int:
         socks = [socket.socket(fileno=fd) for fd in fds]
         await acceptor.adopt(name, spec, socks)
     loop = asyncio.get_running_loop()
-    stop = asyncio.Event()
-    for sig in (signal.SIGTERM, signal.SIGINT):
-        loop.add_signal_handler(sig, stop.set)
-
-    def reload_tls() -> None:
-        with contextlib.suppress(OperationalError):
-            app.tls.reload()
-
-    loop.add_signal_handler(signal.SIGHUP, reload_tls)
+    stop = _stop_on_signals(lambda: _reload_tls(app))
 
     def parent_gone() -> None:  # end of file: the main process has exited, however it did
         with contextlib.suppress(OSError):
@@ -219,11 +225,7 @@ async def serve_worker(config: Config, index: int) -> int:
     loop.add_reader(parent, parent_gone)
     app.log.event("worker.ready", index=index, pid=os.getpid())
     await stop.wait()
-    app.stopping.set()
-    acceptor.stop_accepting()
-    await acceptor.drain(config.limits.shutdown_grace)
-    await app.mailstore.close()
-    app.accounts.close()
+    await _shut_down(app, acceptor, [])
     app.log.event("worker.stopped", index=index)
     return 0
 

@@ -51,7 +51,6 @@ class AppendJob:
     structure: bytes
     limit: int | None  # quota in bytes, looked up when the job was prepared
     key: str | None = None  # idempotency key of a delivery (MailStore.deliver)
-    order: int = 0  # deliveries: the order they were asked for (UIDs follow it in a batch)
 
 
 Outcome = AppendResult | MailStoreError
@@ -93,8 +92,6 @@ def commit_batch(jobs: list[AppendJob]) -> list[Outcome]:
 
 
 def _commit_account(jobs: list[tuple[int, AppendJob]]) -> dict[int, Outcome]:
-    # Deliveries prepared side by side finish in any order; UIDs follow the order they came in.
-    jobs = sorted(jobs, key=lambda item: item[1].order)
     account = jobs[0][1].account
     outcomes: dict[int, Outcome] = {}
     placed: list[tuple[Path, Path]] = []

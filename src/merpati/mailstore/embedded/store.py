@@ -156,24 +156,7 @@ class EmbeddedMailStore:
         Shielded from cancellation like ``append``."""
         order = next(self._order)  # before any await: the order deliveries were asked for
         self._preparing.add(order)
-        return await asyncio.shield(self._ordered(order, data, targets, internaldate, key))
-
-    async def _ordered(
-        self,
-        order: int,
-        data: bytes,
-        targets: Sequence[DeliveryTarget],
-        internaldate: float | None,
-        key: str | None,
-    ) -> list[AppendResult | MailStoreError]:
-        try:
-            return await self._deliver(order, data, targets, internaldate, key)
-        finally:
-            if order in self._preparing:  # failed before reaching the committer
-                gate = self._gate()
-                async with gate:
-                    self._preparing.discard(order)
-                    gate.notify_all()
+        return await asyncio.shield(self._deliver(order, data, targets, internaldate, key))
 
     def _gate(self) -> asyncio.Condition:
         """The condition of the running loop (a store may outlive one ``asyncio.run``)."""
@@ -190,11 +173,17 @@ class EmbeddedMailStore:
         gate = self._gate()
         async with gate:
             await gate.wait_for(lambda: min(self._preparing) == order)
-            self._preparing.discard(order)
             # A task starts in creation order, so the committer queues the jobs in order.
             task = asyncio.ensure_future(self.committer.submit(jobs))
-            gate.notify_all()
+        await self._release(order)
         return await task
+
+    async def _release(self, order: int) -> None:
+        """Delivery ``order`` has handed its jobs in, or never will: let later ones go."""
+        gate = self._gate()
+        async with gate:
+            self._preparing.discard(order)
+            gate.notify_all()
 
     async def _deliver(
         self,
@@ -204,57 +193,60 @@ class EmbeddedMailStore:
         internaldate: float | None,
         key: str | None,
     ) -> list[AppendResult | MailStoreError]:
-        loop = asyncio.get_running_loop()
-        date = time.time() if internaldate is None else internaldate
-        tz = local_tz_minutes(date)
-        results: list[AppendResult | MailStoreError | None] = [None] * len(targets)
-        plans: list[tuple[int, Account, str, frozenset[str], int | None]] = []
-        for i, target in enumerate(targets):
-            try:
-                folder = normalise_folder(target.folder)
-                acct = await self.open_account(target.account)
-                limit = self.quota_lookup(target.account)
-                plans.append((i, acct, folder, normalise_flags(target.flags), limit))
-            except MailStoreError as exc:
-                results[i] = exc
-            except (OSError, sqlite3.Error):
-                results[i] = StorageFailure("the message could not be stored")
-
-        def prepare_all() -> list[tuple[int, AppendJob | MailStoreError]]:
-            """One worker call for every target: the first writes (and scans) the file, the
-            others hard-link it; a thread hop per recipient cost more than the work."""
-            out: list[tuple[int, AppendJob | MailStoreError]] = []
-            first: AppendJob | None = None
-            for i, acct, folder, flags, limit in plans:
+        try:
+            loop = asyncio.get_running_loop()
+            date = time.time() if internaldate is None else internaldate
+            tz = local_tz_minutes(date)
+            results: list[AppendResult | MailStoreError | None] = [None] * len(targets)
+            plans: list[tuple[int, Account, str, frozenset[str], int | None]] = []
+            for i, target in enumerate(targets):
                 try:
-                    if first is None:
-                        job = _prepare(acct, folder, data, flags, date, tz, limit, None)
-                        first = job
-                    else:
-                        job = link_job(acct, folder, first, flags, limit)
-                    job.key = key
-                    job.order = order
-                    out.append((i, job))
+                    folder = normalise_folder(target.folder)
+                    acct = await self.open_account(target.account)
+                    limit = self.quota_lookup(target.account)
+                    plans.append((i, acct, folder, normalise_flags(target.flags), limit))
                 except MailStoreError as exc:
-                    out.append((i, exc))
+                    results[i] = exc
                 except (OSError, sqlite3.Error):
-                    out.append((i, StorageFailure("the message could not be stored")))
-            return out
+                    results[i] = StorageFailure("the message could not be stored")
 
-        jobs: list[tuple[int, AppendJob]] = []
-        if plans:
-            for i, prepared in await loop.run_in_executor(self.executor, prepare_all):
-                if isinstance(prepared, AppendJob):
-                    jobs.append((i, prepared))
-                else:
-                    results[i] = prepared
-        if jobs:
-            outcomes = await self._submit_in_order(order, [job for _, job in jobs])
-            for (i, job), outcome in zip(jobs, outcomes, strict=True):
-                results[i] = outcome
-                if isinstance(outcome, AppendResult):
-                    self.feed.notify(job.account.account, job.folder)
-        return [r if r is not None else StorageFailure("not stored") for r in results]
+            def prepare_all() -> list[tuple[int, AppendJob | MailStoreError]]:
+                """One worker call for every target: the first writes (and scans) the file, the
+                others hard-link it; a thread hop per recipient cost more than the work."""
+                out: list[tuple[int, AppendJob | MailStoreError]] = []
+                first: AppendJob | None = None
+                for i, acct, folder, flags, limit in plans:
+                    try:
+                        if first is None:
+                            job = _prepare(acct, folder, data, flags, date, tz, limit, None)
+                            first = job
+                        else:
+                            job = link_job(acct, folder, first, flags, limit)
+                        job.key = key
+                        out.append((i, job))
+                    except MailStoreError as exc:
+                        out.append((i, exc))
+                    except (OSError, sqlite3.Error):
+                        out.append((i, StorageFailure("the message could not be stored")))
+                return out
+
+            jobs: list[tuple[int, AppendJob]] = []
+            if plans:
+                for i, prepared in await loop.run_in_executor(self.executor, prepare_all):
+                    if isinstance(prepared, AppendJob):
+                        jobs.append((i, prepared))
+                    else:
+                        results[i] = prepared
+            if jobs:
+                outcomes = await self._submit_in_order(order, [job for _, job in jobs])
+                for (i, job), outcome in zip(jobs, outcomes, strict=True):
+                    results[i] = outcome
+                    if isinstance(outcome, AppendResult):
+                        self.feed.notify(job.account.account, job.folder)
+            return [r if r is not None else StorageFailure("not stored") for r in results]
+        finally:
+            if order in self._preparing:  # failed before reaching the committer
+                await self._release(order)
 
     async def close(self) -> None:
         await self.committer.drain()

@@ -124,3 +124,35 @@ def test_removing_domain_drops_its_aliases(tmp_path: Path) -> None:
     s.add_alias("info@d.test", ["x@far.test"])
     s.remove_domain("d.test")
     assert s.aliases() == []
+
+
+def test_lookups_see_changes_from_another_connection_at_once(
+    store: AccountStore, tmp_path: Path
+) -> None:
+    """Lookups are remembered, but a change made elsewhere (the CLI while serve runs) is seen
+    by the very next lookup, as is a change made through this store."""
+    assert store.expand("carol@example.org").found is False
+    assert store.is_local_domain("example.net") is False
+    other = AccountStore.open(tmp_path)  # another connection: what `merpati user add` uses
+    for _ in range(20):  # back-to-back changes, within one clock tick of each other
+        n = len(store.accounts())
+        other.add_account(f"u{n}@example.org", "pw")
+        assert store.get_account(f"u{n}@example.org") is not None
+        assert store.expand(f"u{n}+tag@example.org").local == (f"u{n}@example.org",)
+    other.add_account("carol@example.org", "pw-carol", quota=5)
+    assert store.expand("carol@example.org").local == ("carol@example.org",)
+    assert store.quota("carol@example.org") == 5
+    other.set_quota("carol@example.org", 7)
+    assert store.quota("carol@example.org") == 7
+    other.add_domain("example.net")
+    assert store.is_local_domain("example.net") is True
+    other.add_alias("team@example.org", ["carol@example.org", "alice@example.org"])
+    assert store.expand("team@example.org").local == ("carol@example.org", "alice@example.org")
+    other.remove_alias("team@example.org")
+    assert store.expand("team@example.org").found is False
+    store.add_alias("@example.net", ["alice@example.org"])  # through this store
+    assert store.expand("x@example.net").local == ("alice@example.org",)
+    other.remove_account("carol@example.org")
+    assert store.get_account("carol@example.org") is None
+    assert store.expand("carol@example.org").found is False
+    other.close()

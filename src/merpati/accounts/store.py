@@ -1,8 +1,13 @@
 """The account database: local domains, accounts with argon2id hashes and quotas, aliases.
 
 One SQLite file (``accounts.db`` in the data dir) in WAL mode, so the CLI can change it while
-``merpati serve`` runs and the server sees the change on its next lookup (nothing is cached
-here). Addresses and domains are stored in canonical form (``merpati.address``).
+``merpati serve`` runs and the server sees the change on its next lookup. Lookups (domains,
+accounts, quotas, aliases, expansions) are remembered until the database changes: every lookup
+compares the size, mtime and inode of ``accounts.db`` and its ``-wal`` file with what they were
+(two ``stat`` calls, where the queries cost five to ten SQLite statements per message), and a
+write through this store forgets everything at once. As a bound on what a same-tick write in
+another process could hide, everything is also forgotten every second. Addresses and domains
+are stored in canonical form (``merpati.address``).
 
 Recipient resolution (``expand``) lives here because it is alias logic: aliases first (an alias
 may shadow an account of the same name, as Postfix's virtual alias maps do), then the account,
@@ -15,12 +20,14 @@ except to ``merpati.auth``.
 
 from __future__ import annotations
 
+import os
 import sqlite3
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any, TypeVar
 
 from merpati.address import AddressError, canonical_domain, parse_address
 from merpati.auth.passwords import hash_password
@@ -31,6 +38,9 @@ from merpati.errors import OperationalError
 MAX_ALIAS_DEPTH = 20
 # rfc5321:4.5.3.1.3 a path is at most 256 octets; an alias may name many targets.
 MAX_ALIAS_TARGETS = 1000
+# Lookups remembered at most (all are forgotten past this: a cache, not a copy of the table).
+MEMO_ENTRIES = 10_000
+T = TypeVar("T")
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS domains (
@@ -81,6 +91,34 @@ class AccountStore:
     def __init__(self, db: sqlite3.Connection, path: Path) -> None:
         self._db = db
         self.path = path
+        self._wal = path.with_name(path.name + "-wal")
+        self._memo: dict[tuple[str, str], Any] = {}
+        self._signature: tuple[int, ...] = ()
+
+    def _file_signature(self) -> tuple[int, ...]:
+        """What changes when anyone commits: the WAL grows or is rewritten, a checkpoint
+        writes the database, a restore replaces it. The second counter is the time bound."""
+        sig = [int(time.monotonic())]
+        for path in (self.path, self._wal):
+            try:
+                st = os.stat(path)
+            except OSError:
+                sig.append(-1)
+                continue
+            sig += (st.st_ino, st.st_size, st.st_mtime_ns)
+        return tuple(sig)
+
+    def _remembered(self, kind: str, key: str, look_up: Callable[[], T]) -> T:
+        """``look_up()``'s answer for ``(kind, key)``, reused until the database changes."""
+        sig = self._file_signature()
+        if sig != self._signature or len(self._memo) > MEMO_ENTRIES:
+            self._memo.clear()
+            self._signature = sig
+        try:
+            value: T = self._memo[kind, key]
+        except KeyError:
+            value = self._memo[kind, key] = look_up()
+        return value
 
     @classmethod
     def open(cls, data_dir: Path) -> AccountStore:
@@ -99,11 +137,14 @@ class AccountStore:
     @contextmanager
     def _write(self) -> Iterator[sqlite3.Connection]:
         self._db.execute("BEGIN IMMEDIATE")
+        self._memo.clear()
         try:
             yield self._db
         except BaseException:
             self._db.execute("ROLLBACK")
             raise
+        finally:
+            self._signature = ()  # nothing read before or during the write is reused
         self._db.execute("COMMIT")
 
     # -- domains -------------------------------------------------------------------------
@@ -111,6 +152,9 @@ class AccountStore:
         return [r[0] for r in self._db.execute("SELECT name FROM domains ORDER BY name")]
 
     def is_local_domain(self, domain: str) -> bool:
+        return self._remembered("domain", domain, lambda: self._is_local_domain(domain))
+
+    def _is_local_domain(self, domain: str) -> bool:
         try:
             d = canonical_domain(domain)
         except AddressError:
@@ -139,6 +183,9 @@ class AccountStore:
 
     # -- accounts ------------------------------------------------------------------------
     def get_account(self, address: str) -> Account | None:
+        return self._remembered("account", address, lambda: self._get_account(address))
+
+    def _get_account(self, address: str) -> Account | None:
         try:
             a = parse_address(address).canonical
         except AddressError:
@@ -203,8 +250,8 @@ class AccountStore:
                 raise OperationalError(f"unknown account {a}")
 
     def quota(self, address: str) -> int | None:
-        row = self._db.execute("SELECT quota FROM accounts WHERE address=?", (address,)).fetchone()
-        return row[0] if row else None
+        account = self.get_account(address)
+        return account.quota if account is not None else None
 
     def remove_account(self, address: str) -> str:
         a = _checked_address(address)
@@ -224,6 +271,9 @@ class AccountStore:
         return [(k, tuple(v)) for k, v in out.items()]
 
     def alias_targets(self, address: str) -> tuple[str, ...]:
+        return self._remembered("alias", address, lambda: self._alias_targets(address))
+
+    def _alias_targets(self, address: str) -> tuple[str, ...]:
         rows = self._db.execute(
             "SELECT target FROM aliases WHERE address=? ORDER BY position", (address,)
         )
@@ -288,6 +338,9 @@ class AccountStore:
     # -- resolution ----------------------------------------------------------------------
     def expand(self, address: str) -> Expansion:
         """Resolve a recipient to local accounts and remote addresses."""
+        return self._remembered("expand", address, lambda: self._expand(address))
+
+    def _expand(self, address: str) -> Expansion:
         try:
             parsed = parse_address(address)
         except AddressError:
@@ -315,7 +368,7 @@ class AccountStore:
             for t in targets:
                 self._resolve(t, local, remote, seen, depth + 1)
             return True
-        if self._db.execute("SELECT 1 FROM accounts WHERE address=?", (addr,)).fetchone():
+        if self.get_account(addr) is not None:
             if addr not in local:
                 local.append(addr)
             return True

@@ -7,6 +7,7 @@ package implements it. ``Deliverer`` is the signature of the one ``deliver`` fun
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from enum import Enum
 from typing import Literal, Protocol
@@ -82,3 +83,7 @@ class Intake(Protocol):
 
 class Deliverer(Protocol):
     async def __call__(self, envelope: Envelope, message: bytes) -> DeliveryReport: ...
+
+    async def many(self, items: Sequence[tuple[Envelope, bytes]]) -> list[DeliveryReport]:
+        """What ``__call__`` does for each item, with one mail store commit for them all."""
+        ...

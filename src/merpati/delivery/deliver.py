@@ -1,5 +1,6 @@
 """The one deliver function: every accepted message (SMTP, submission, APPEND of the future,
-bounces, forwarding) goes through ``make_deliverer(app)``.
+bounces, forwarding) goes through ``make_deliverer(app)``; the intake journal hands its groups
+to ``deliver.many`` (the same steps, one mail store commit for the group).
 
 For each envelope recipient: expand it with the account store (aliases, plus-addressing,
 catch-all; loop-safe, deduplicated). Local accounts get one durable write through
@@ -18,7 +19,8 @@ that is impossible the recipient fails, so the sender retries (a duplicate beats
 
 from __future__ import annotations
 
-from dataclasses import replace
+from collections.abc import Sequence
+from dataclasses import dataclass, field, replace
 
 from merpati.app import App
 from merpati.delivery.api import (
@@ -29,6 +31,8 @@ from merpati.delivery.api import (
     RecipientOutcome,
 )
 from merpati.mailstore.api import (
+    Delivery,
+    DeliveryResults,
     DeliveryTarget,
     MailStoreError,
     NoSuchFolder,
@@ -53,43 +57,85 @@ def trace_prefix(envelope: Envelope, accounts: list[str]) -> bytes:
     return head.encode("utf-8")
 
 
-def make_deliverer(app: App) -> Deliverer:
-    async def deliver(envelope: Envelope, message: bytes) -> DeliveryReport:
-        local_of: dict[Recipient, tuple[str, ...]] = {}
-        remote_of: dict[Recipient, tuple[str, ...]] = {}
-        failed: dict[Recipient, tuple[int, str, str]] = {}
-        forwarded: dict[str, str] = {}  # remote address an alias sends to -> alias domain
+@dataclass(slots=True)
+class _Plan:
+    """One message's recipients resolved: which accounts get it, which addresses are
+    remote, which recipients failed already, and the bytes the mailboxes get."""
+
+    envelope: Envelope
+    message: bytes
+    local_of: dict[Recipient, tuple[str, ...]] = field(default_factory=dict)
+    remote_of: dict[Recipient, tuple[str, ...]] = field(default_factory=dict)
+    failed: dict[Recipient, tuple[int, str, str]] = field(default_factory=dict)
+    forwarded: dict[str, str] = field(default_factory=dict)  # remote address -> alias domain
+    accounts: list[str] = field(default_factory=list)
+    folder: str = "INBOX"
+
+    @property
+    def data(self) -> bytes:
+        return trace_prefix(self.envelope, self.accounts) + self.message
+
+    def delivery(self) -> Delivery:
+        key = self.envelope.extra.get(DELIVERY_KEY)  # set by the intake: no double on replay
+        targets = [DeliveryTarget(a, folder=self.folder) for a in self.accounts]
+        return Delivery(self.data, targets, key)
+
+
+class _Deliverer:
+    """``merpati.delivery.api.Deliverer``: ``await deliver(envelope, message)``, or
+    ``await deliver.many(items)`` for a group (one mail store commit for all of them)."""
+
+    def __init__(self, app: App) -> None:
+        self.app = app
+
+    async def __call__(self, envelope: Envelope, message: bytes) -> DeliveryReport:
+        return (await self.many([(envelope, message)]))[0]
+
+    async def many(self, items: Sequence[tuple[Envelope, bytes]]) -> list[DeliveryReport]:
+        plans = [self._plan(envelope, message) for envelope, message in items]
+        stored = [p for p in plans if p.accounts]
+        results: list[DeliveryResults] = []
+        if stored:
+            try:
+                results = await self.app.mailstore.deliver_many([p.delivery() for p in stored])
+            except Exception as exc:  # the store failed as a whole: nothing was delivered
+                self.app.log.event("delivery.error", stage="store", error=type(exc).__name__)
+                results = [[MailStoreError("store failure")] * len(p.accounts) for p in stored]
+        result_of = {id(p): r for p, r in zip(stored, results, strict=True)}
+        return [await self._finish(p, result_of.get(id(p), [])) for p in plans]
+
+    def _plan(self, envelope: Envelope, message: bytes) -> _Plan:
+        app = self.app
+        plan = _Plan(envelope, message, folder=envelope.extra.get("folder", "INBOX"))
         for rcpt in envelope.recipients:
             expansion = app.accounts.expand(rcpt.address)
             if not expansion.found:
                 bounce_to = trust_hooks.srs_target(app, rcpt.address)  # issue 8: SRS bounce
                 if bounce_to is None:
-                    failed[rcpt] = _UNKNOWN
+                    plan.failed[rcpt] = _UNKNOWN
                     continue
-                local_of[rcpt], remote_of[rcpt] = (), (bounce_to,)
+                plan.local_of[rcpt], plan.remote_of[rcpt] = (), (bounce_to,)
                 continue
-            local_of[rcpt] = expansion.local
-            remote_of[rcpt] = expansion.remote
+            plan.local_of[rcpt] = expansion.local
+            plan.remote_of[rcpt] = expansion.remote
             domain = rcpt.address.rpartition("@")[2]
             if expansion.remote and app.accounts.is_local_domain(domain):
-                forwarded.update(dict.fromkeys(expansion.remote, domain))
+                plan.forwarded.update(dict.fromkeys(expansion.remote, domain))
+        plan.accounts = list(dict.fromkeys(a for accs in plan.local_of.values() for a in accs))
+        return plan
 
-        accounts = list(dict.fromkeys(a for accs in local_of.values() for a in accs))
+    async def _finish(self, plan: _Plan, results: DeliveryResults) -> DeliveryReport:
+        """The mailboxes' results in, the rest (remote and failed copies) to the queue."""
+        app = self.app
+        envelope, message, accounts = plan.envelope, plan.message, plan.accounts
+        local_of, remote_of, forwarded = plan.local_of, plan.remote_of, plan.forwarded
         account_result: dict[str, tuple[int, str, str]] = {}
         if accounts:
-            data = trace_prefix(envelope, accounts) + message
-            folder = envelope.extra.get("folder", "INBOX")  # issue 8: Junk for DMARC
-            key = envelope.extra.get(DELIVERY_KEY)  # set by the intake: no double on replay
-            targets = [DeliveryTarget(a, folder=folder) for a in accounts]
-            try:
-                results = await app.mailstore.deliver(data, targets, key=key)
-            except Exception as exc:  # the store failed as a whole: nothing was delivered
-                app.log.event("delivery.error", stage="store", error=type(exc).__name__)
-                results = [MailStoreError("store failure")] * len(targets)
             missing = [i for i, r in enumerate(results) if isinstance(r, NoSuchFolder)]
-            if folder != "INBOX" and missing:  # the account deleted its Junk folder
+            if plan.folder != "INBOX" and missing:  # the account deleted its Junk folder
+                key = envelope.extra.get(DELIVERY_KEY)
                 again = await app.mailstore.deliver(
-                    data, [DeliveryTarget(accounts[i]) for i in missing], key=key
+                    plan.data, [DeliveryTarget(accounts[i]) for i in missing], key=key
                 )
                 for i, r in zip(missing, again, strict=True):
                     results[i] = r
@@ -145,7 +191,7 @@ def make_deliverer(app: App) -> Deliverer:
 
         outcomes = []
         for rcpt in envelope.recipients:
-            outcome = failed.get(rcpt)
+            outcome = plan.failed.get(rcpt)
             if outcome is None:
                 results_for = [account_result[a] for a in local_of[rcpt]]
                 if retried and any(a in retry for a in local_of[rcpt]):
@@ -160,4 +206,6 @@ def make_deliverer(app: App) -> Deliverer:
             outcomes.append(RecipientOutcome(rcpt, code < 400, code, status, text))
         return DeliveryReport(tuple(outcomes), queue_id)
 
-    return deliver
+
+def make_deliverer(app: App) -> Deliverer:
+    return _Deliverer(app)

@@ -27,7 +27,7 @@ from pathlib import Path
 from secrets import token_hex
 from typing import TYPE_CHECKING, Any, TypeVar
 
-from merpati.delivery.api import Envelope
+from merpati.delivery.api import Envelope, Recipient
 from merpati.delivery.codec import envelope_from_dict, envelope_to_dict
 from merpati.delivery.deliver import DELIVERY_KEY
 from merpati.delivery.journal import (
@@ -157,8 +157,8 @@ class Intake:
             self._deliver_timer.cancel()
             self._deliver_timer = None
         ready, self._ready = self._ready, []
-        for seq, envelope, message in ready:
-            self._spawn(self._deliver(seq, envelope, message))
+        if ready:
+            self._spawn(self._deliver(ready))
 
     def _spawn(self, coro: Coroutine[Any, Any, None]) -> None:
         task = asyncio.get_running_loop().create_task(coro)
@@ -237,28 +237,39 @@ class Intake:
             await loop.run_in_executor(self._thread, _remove, path)
 
     # -- delivering --------------------------------------------------------------------------
-    async def _deliver(self, seq: int, envelope: Envelope, message: bytes) -> None:
+    async def _deliver(self, group: list[tuple[int, Envelope, bytes]]) -> None:
+        """Deliver a group with one ``deliver.many`` (one mail store commit); hand what
+        failed to the queue; then DONE for each."""
+        app = self.app
+        items = [(envelope, message) for _, envelope, message in group]
         try:
-            app = self.app
-            report = await self._retry(
-                "deliver", seq, lambda: _required(app.deliver)(envelope, message)
+            reports = await self._retry(
+                "deliver", group[0][0], lambda: _required(app.deliver).many(items)
             )
-            if report is None:
+            if reports is None:
                 return  # stopping: delivered again from the journal at the next start
-            failed = tuple(o.recipient for o in report.outcomes if not o.ok)
-            if failed:
-                retried = replace(envelope, recipients=failed)
-                queue_id = await self._retry(
-                    "queue", seq, lambda: _required(app.queue).enqueue(retried, message, failed)
-                )
-                if queue_id is None:
+            for (seq, envelope, message), report in zip(group, reports, strict=True):
+                failed = tuple(o.recipient for o in report.outcomes if not o.ok)
+                if failed and not await self._queue(seq, envelope, message, failed):
                     return
-                _required(app.queue).wake()
-            self.deliveries.labels("queued" if failed else "delivered").inc()
-            self._done.append(seq)
+                self.deliveries.labels("queued" if failed else "delivered").inc()
+                self._done.append(seq)
             self._kick_later()
         finally:
-            await self._budget.release(len(message))
+            await self._budget.release(sum(len(message) for _, _, message in group))
+
+    async def _queue(
+        self, seq: int, envelope: Envelope, message: bytes, failed: tuple[Recipient, ...]
+    ) -> bool:
+        """Hand the recipients that failed to the queue (it retries, then bounces); False
+        when stopping first."""
+        queue = _required(self.app.queue)
+        retried = replace(envelope, recipients=failed)
+        queue_id = await self._retry("queue", seq, lambda: queue.enqueue(retried, message, failed))
+        if queue_id is None:
+            return False
+        queue.wake()
+        return True
 
     async def _retry(self, stage: str, seq: int, attempt: Callable[[], Awaitable[T]]) -> T | None:
         """``attempt()`` until it succeeds, every ``RETRY_SECONDS``; None once stopping."""

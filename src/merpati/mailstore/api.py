@@ -146,6 +146,20 @@ class DeliveryTarget:
     flags: frozenset[str] = frozenset()
 
 
+@dataclass(frozen=True, slots=True)
+class Delivery:
+    """One message for ``MailStore.deliver_many``: its bytes, where it goes, its idempotency
+    key and its internal date (None: now)."""
+
+    data: bytes
+    targets: Sequence[DeliveryTarget]
+    key: str | None = None
+    internaldate: float | None = None
+
+
+DeliveryResults = list[AppendResult | MailStoreError]
+
+
 class Mailbox(Protocol):
     """One account's mail. Obtained from ``MailStore.mailbox(address)``."""
 
@@ -233,6 +247,11 @@ class MailStore(Protocol):
         ``key`` makes it idempotent per account: a delivery whose key an account has already
         committed (within two days) is not stored again, and its first result is returned.
         The intake journal uses it so a message redelivered after a crash is not doubled."""
+        ...
+
+    async def deliver_many(self, deliveries: Sequence[Delivery]) -> list[DeliveryResults]:
+        """Several messages at once, as ``deliver`` would store each (one commit for all;
+        UIDs follow the order given). One list of results per delivery, in order."""
         ...
 
     def mailbox(self, account: str) -> Mailbox: ...

@@ -24,6 +24,8 @@ from merpati.mailstore.api import (
     AppendResult,
     Changes,
     CopyResult,
+    Delivery,
+    DeliveryResults,
     DeliveryTarget,
     FlagMode,
     FolderExists,
@@ -448,14 +450,17 @@ class MemoryMailStore:
     async def remove_account(self, account: str) -> None:
         self._mailboxes.pop(account, None)
 
+    async def deliver_many(self, deliveries: Sequence[Delivery]) -> list[DeliveryResults]:
+        return [await self.deliver(d.data, d.targets, d.internaldate, d.key) for d in deliveries]
+
     async def deliver(
         self,
         data: bytes,
         targets: Sequence[DeliveryTarget],
         internaldate: float | None = None,
         key: str | None = None,
-    ) -> list[AppendResult | MailStoreError]:
-        results: list[AppendResult | MailStoreError] = []
+    ) -> DeliveryResults:
+        results: DeliveryResults = []
         for target in targets:
             done = self._delivered.get((target.account, key)) if key else None
             if done is not None:

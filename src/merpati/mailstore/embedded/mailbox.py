@@ -29,6 +29,7 @@ from merpati.mailstore.embedded import changes
 from merpati.mailstore.embedded.account import Account
 from merpati.mailstore.embedded.commit import AppendJob
 from merpati.mailstore.embedded.layout import filename, new_basename, write_file
+from merpati.mailstore.embedded.sync import FolderRow
 from merpati.mailstore.names import is_under, normalise_flags, normalise_folder
 from merpati.mime import serial
 from merpati.mime.scan import scan
@@ -255,9 +256,12 @@ def _prepare(
     tz: int,
     limit: int | None,
     structure: bytes | None,
+    row: FolderRow | None = None,
 ) -> AppendJob:
-    """Worker thread: check the folder and quota, scan, write the content to tmp/."""
-    row = account.row(folder)  # NoSuchFolder before any byte is written
+    """Worker thread: check the folder and quota, scan, write the content to tmp/. ``row``:
+    the folder's row when the caller has just read it."""
+    if row is None:
+        row = account.row(folder)  # NoSuchFolder before any byte is written
     if limit is not None and account.used() + len(data) > limit:
         raise QuotaExceeded("mailbox is full")
     blob = structure if structure is not None else serial.dumps(scan(data))
@@ -302,10 +306,16 @@ def _prepare_many(
 
 
 def link_job(
-    account: Account, folder: str, first: AppendJob, flags: frozenset[str], limit: int | None
+    account: Account,
+    folder: str,
+    first: AppendJob,
+    flags: frozenset[str],
+    limit: int | None,
+    row: FolderRow | None = None,
 ) -> AppendJob:
     """Worker thread: a job for another account whose tmp/ file is a hard link of ``first``'s."""
-    row = account.row(folder)
+    if row is None:
+        row = account.row(folder)
     if limit is not None and account.used() + first.size > limit:
         raise QuotaExceeded("mailbox is full")
     base = new_basename()  # its own UIDL, even when it lands in the same folder twice

@@ -20,7 +20,14 @@ from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
-from merpati.mailstore.api import AppendResult, DeliveryTarget, MailStoreError, StorageFailure
+from merpati.mailstore.api import (
+    AppendResult,
+    Delivery,
+    DeliveryResults,
+    DeliveryTarget,
+    MailStoreError,
+    StorageFailure,
+)
 from merpati.mailstore.embedded.account import Account
 from merpati.mailstore.embedded.commit import AppendJob, GroupCommitter, Outcome
 from merpati.mailstore.embedded.feed import POLL_INTERVAL, ChangeFeed
@@ -32,6 +39,7 @@ from merpati.mailstore.embedded.mailbox import (
     local_tz_minutes,
 )
 from merpati.mailstore.embedded.snapshots import DEFAULT_BUDGET, SnapshotCache
+from merpati.mailstore.embedded.sync import FolderRow
 from merpati.mailstore.names import normalise_flags, normalise_folder
 
 QuotaLookup = Callable[[str], "int | None"]
@@ -151,12 +159,18 @@ class EmbeddedMailStore:
         targets: Sequence[DeliveryTarget],
         internaldate: float | None = None,
         key: str | None = None,
-    ) -> list[AppendResult | MailStoreError]:
+    ) -> DeliveryResults:
         """One copy of the content, hard-linked into every target; one group commit.
         Shielded from cancellation like ``append``."""
+        return (await self.deliver_many([Delivery(data, targets, key, internaldate)]))[0]
+
+    async def deliver_many(self, deliveries: Sequence[Delivery]) -> list[DeliveryResults]:
+        """Every delivery prepared in one worker call and committed in one group commit (the
+        intake journal hands its messages over in groups: a worker call and a gate passage
+        per message cost more than the work)."""
         order = next(self._order)  # before any await: the order deliveries were asked for
         self._preparing.add(order)
-        return await asyncio.shield(self._deliver(order, data, targets, internaldate, key))
+        return await asyncio.shield(self._deliver(order, deliveries))
 
     def _gate(self) -> asyncio.Condition:
         """The condition of the running loop (a store may outlive one ``asyncio.run``)."""
@@ -185,65 +199,74 @@ class EmbeddedMailStore:
             self._preparing.discard(order)
             gate.notify_all()
 
-    async def _deliver(
-        self,
-        order: int,
-        data: bytes,
-        targets: Sequence[DeliveryTarget],
-        internaldate: float | None,
-        key: str | None,
-    ) -> list[AppendResult | MailStoreError]:
+    async def _deliver(self, order: int, deliveries: Sequence[Delivery]) -> list[DeliveryResults]:
         try:
             loop = asyncio.get_running_loop()
-            date = time.time() if internaldate is None else internaldate
-            tz = local_tz_minutes(date)
-            results: list[AppendResult | MailStoreError | None] = [None] * len(targets)
-            plans: list[tuple[int, Account, str, frozenset[str], int | None]] = []
-            for i, target in enumerate(targets):
-                try:
-                    folder = normalise_folder(target.folder)
-                    acct = await self.open_account(target.account)
-                    limit = self.quota_lookup(target.account)
-                    plans.append((i, acct, folder, normalise_flags(target.flags), limit))
-                except MailStoreError as exc:
-                    results[i] = exc
-                except (OSError, sqlite3.Error):
-                    results[i] = StorageFailure("the message could not be stored")
-
-            def prepare_all() -> list[tuple[int, AppendJob | MailStoreError]]:
-                """One worker call for every target: the first writes (and scans) the file, the
-                others hard-link it; a thread hop per recipient cost more than the work."""
-                out: list[tuple[int, AppendJob | MailStoreError]] = []
-                first: AppendJob | None = None
-                for i, acct, folder, flags, limit in plans:
+            now = time.time()
+            results: list[list[AppendResult | MailStoreError | None]] = [
+                [None] * len(d.targets) for d in deliveries
+            ]
+            # (delivery, target, account, folder, flags, quota) for every target to prepare
+            plans: list[tuple[int, int, Account, str, frozenset[str], int | None]] = []
+            for di, delivery in enumerate(deliveries):
+                for ti, target in enumerate(delivery.targets):
                     try:
-                        if first is None:
-                            job = _prepare(acct, folder, data, flags, date, tz, limit, None)
-                            first = job
-                        else:
-                            job = link_job(acct, folder, first, flags, limit)
-                        job.key = key
-                        out.append((i, job))
+                        folder = normalise_folder(target.folder)
+                        acct = await self.open_account(target.account)
+                        limit = self.quota_lookup(target.account)
+                        flags = normalise_flags(target.flags)
+                        plans.append((di, ti, acct, folder, flags, limit))
                     except MailStoreError as exc:
-                        out.append((i, exc))
+                        results[di][ti] = exc
                     except (OSError, sqlite3.Error):
-                        out.append((i, StorageFailure("the message could not be stored")))
+                        results[di][ti] = StorageFailure("the message could not be stored")
+
+            def prepare_all() -> list[tuple[int, int, AppendJob | MailStoreError]]:
+                """For each delivery, the first target writes (and scans) the file and the
+                others hard-link it."""
+                out: list[tuple[int, int, AppendJob | MailStoreError]] = []
+                first: dict[int, AppendJob] = {}
+                rows: dict[tuple[int, str], FolderRow] = {}  # read once per batch
+                for di, ti, acct, folder, flags, limit in plans:
+                    delivery = deliveries[di]
+                    try:
+                        row = rows.get((id(acct), folder))
+                        if row is None:
+                            row = rows[id(acct), folder] = acct.row(folder)
+                        if di not in first:
+                            date = now if delivery.internaldate is None else delivery.internaldate
+                            tz = local_tz_minutes(date)
+                            job = _prepare(
+                                acct, folder, delivery.data, flags, date, tz, limit, None, row
+                            )
+                            first[di] = job
+                        else:
+                            job = link_job(acct, folder, first[di], flags, limit, row)
+                        job.key = delivery.key
+                        out.append((di, ti, job))
+                    except MailStoreError as exc:
+                        out.append((di, ti, exc))
+                    except (OSError, sqlite3.Error):
+                        out.append((di, ti, StorageFailure("the message could not be stored")))
                 return out
 
-            jobs: list[tuple[int, AppendJob]] = []
+            jobs: list[tuple[int, int, AppendJob]] = []
             if plans:
-                for i, prepared in await loop.run_in_executor(self.executor, prepare_all):
+                for di, ti, prepared in await loop.run_in_executor(self.executor, prepare_all):
                     if isinstance(prepared, AppendJob):
-                        jobs.append((i, prepared))
+                        jobs.append((di, ti, prepared))
                     else:
-                        results[i] = prepared
+                        results[di][ti] = prepared
             if jobs:
-                outcomes = await self._submit_in_order(order, [job for _, job in jobs])
-                for (i, job), outcome in zip(jobs, outcomes, strict=True):
-                    results[i] = outcome
+                outcomes = await self._submit_in_order(order, [job for _, _, job in jobs])
+                for (di, ti, job), outcome in zip(jobs, outcomes, strict=True):
+                    results[di][ti] = outcome
                     if isinstance(outcome, AppendResult):
                         self.feed.notify(job.account.account, job.folder)
-            return [r if r is not None else StorageFailure("not stored") for r in results]
+            return [
+                [r if r is not None else StorageFailure("not stored") for r in per]
+                for per in results
+            ]
         finally:
             if order in self._preparing:  # failed before reaching the committer
                 await self._release(order)

@@ -34,3 +34,6 @@ class App:
     deliver: Deliverer | None = None
     intake: Intake | None = None  # the intake journal, when serving (merpati.delivery.intake)
     stopping: asyncio.Event = field(default_factory=asyncio.Event)
+    # Set once the listeners are bound and privileges dropped (processes of our own, such as
+    # the delivery agent, start after it).
+    serving: asyncio.Event = field(default_factory=asyncio.Event)

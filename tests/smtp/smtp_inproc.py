@@ -75,7 +75,7 @@ class InProcServer:
         app = build_app(self.config)
         app.queue = self.queue
         app.deliver = make_deliverer(app)
-        self.intake = await start_intake(app) if self.with_intake else None
+        self.intake = await start_intake(app, agent=False) if self.with_intake else None
         self.acceptor = Acceptor(app)
         self.ports: dict[str, int] = {}
         for name, factory in (

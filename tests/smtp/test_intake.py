@@ -198,3 +198,63 @@ def test_messages_of_one_session_keep_their_order(srv: InProcServer) -> None:
     stored = eventually(lambda: len(srv.inbox(ALICE)) == 12 and srv.inbox(ALICE))
     subjects = [m.split(b"Subject: ")[1].split(b"\r\n")[0] for m in stored]
     assert subjects == [f"n{n}".encode() for n in range(12)]  # UID order is arrival order
+
+
+def test_each_process_claims_a_journal_and_adopts_those_of_gone_ones(tmp_path: Path) -> None:
+    """Two servers on one data dir each write their own journal (``intake``, ``intake.1``);
+    a journal whose process is gone is taken over by the next one to start."""
+    import fcntl
+    import os
+
+    from merpati.delivery.journal import LOCK_NAME, adopt, claim
+
+    data = tmp_path / "data"
+    data.mkdir()
+    first = claim(data)  # a live server holds intake/
+    assert first.directory == data / "intake" and not first.orphans
+    second = claim(data)
+    assert second.directory == data / "intake.1"
+    # intake.2: left by a server that died with two undelivered messages, one already done.
+    gone = data / "intake.2"
+    gone.mkdir()
+    w = SegmentWriter(gone, 1)
+    w.append([_msg(1, body=b"one\r\n"), _msg(2, body=b"two\r\n"), _msg(3, body=b"three\r\n")])
+    w.append([encode(KIND_DONE, 0, done_payload([2]))])
+    w.close()
+    os.close(second.lock_fd)  # the second server stops: its journal is free again
+    third = claim(data)
+    assert third.directory == data / "intake.1"
+    assert [p.name for p, _ in third.orphans] == ["intake.2"]
+    writer = SegmentWriter(third.directory, 10)
+    refs = adopt(third.orphans, writer, 10)
+    assert [r.seq for r in refs] == [10, 11] and not gone.exists()
+    copies = [split_msg(read_payload(r)) for r in refs]
+    assert [m.rsplit(b"\r\n\r\n", 1)[1] for _, m in copies] == [b"one\r\n", b"three\r\n"]
+    # The delivery keys come along: a copy its old process delivered is not stored twice.
+    assert [envelope_from_dict(h).extra["delivery_key"] for h, _ in copies] == ["k1", "k3"]
+    assert sorted(scan(third.directory).pending) == [10, 11]
+    fd = os.open(data / "intake" / LOCK_NAME, os.O_RDWR)
+    with pytest.raises(BlockingIOError):  # the first server still holds its own
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    os.close(fd)
+    writer.close()
+    os.close(first.lock_fd)
+    os.close(third.lock_fd)
+
+
+def test_a_server_delivers_what_a_gone_servers_journal_holds(tmp_path: Path) -> None:
+    data = tmp_path / "data"
+    gone = data / "intake.3"
+    gone.mkdir(parents=True)
+    (data / "intake").mkdir()  # free: the server's own; intake.3 is adopted
+    w = SegmentWriter(gone, 1)
+    w.append([_msg(1, body=b"orphan\r\n")])
+    w.close()
+    server = InProcServer(data, intake=True)
+    try:
+        server.add_user(ALICE, "alice-pw-1")
+        bodies = eventually(lambda: server.inbox(ALICE))
+        assert [b.rsplit(b"\r\n\r\n", 1)[1] for b in bodies] == [b"orphan\r\n"]
+        assert not gone.exists()
+    finally:
+        server.stop()

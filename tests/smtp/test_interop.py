@@ -181,3 +181,67 @@ def test_sigkill_mid_stream_loses_nothing_acknowledged(mta: MerpatiServer) -> No
     assert seen <= set(attempted)
     # At most one message per stream can be stored without its 250 having arrived.
     assert len(seen - set(acked)) <= len(threads)
+
+
+def _agent_pid(mta: MerpatiServer) -> int:
+    started = [line for line in mta.log().splitlines() if "event=agent.started" in line]
+    assert started, "no delivery agent started"
+    return int(started[-1].split("pid=")[1].split()[0])
+
+
+@pytest.mark.slow
+def test_sigkill_of_the_delivery_agent_loses_and_doubles_nothing(mta: MerpatiServer) -> None:
+    """The agent dies mid-delivery: SMTP goes on answering, the server starts another agent
+    and hands it every group not yet answered; each message lands exactly once."""
+    import os
+    import signal
+
+    from harness import eventually
+
+    acked: list[int] = []
+    stop = threading.Event()
+
+    def stream(first: int) -> None:
+        n = first
+        with smtplib.SMTP(mta.host, mta.ports["smtp"], timeout=20) as c:
+            while not stop.is_set():
+                c.sendmail("x@remote.example", [ALICE], _message(n))
+                acked.append(n)
+                n += 1
+
+    first_agent = eventually(lambda: _agent_pid(mta))
+    threads = [threading.Thread(target=stream, args=(i * 100_000,)) for i in range(3)]
+    for t in threads:
+        t.start()
+    deadline = time.monotonic() + 20
+    while len(acked) < 30 and time.monotonic() < deadline:
+        time.sleep(0.02)
+    os.kill(first_agent, signal.SIGKILL)
+    while len(acked) < 60 and time.monotonic() < deadline:
+        time.sleep(0.02)  # accepted while no agent runs
+    stop.set()
+    for t in threads:
+        t.join(15)
+    assert eventually(lambda: _agent_pid(mta) != first_agent)  # a new one took over
+    want = set(acked)
+    eventually(lambda: len(mta.log().split("event=agent.exited")) == 2, timeout=5)
+
+    def all_stored() -> bool:
+        return len(_stored_numbers(mta)) >= len(want)
+
+    eventually(all_stored, timeout=30)
+    mta.stop()
+    numbers = _stored_numbers(mta)
+    assert sorted(numbers) == sorted(set(numbers)), "a message was stored twice"
+    assert want <= set(numbers), f"acknowledged but lost: {sorted(want - set(numbers))}"
+
+
+def _stored_numbers(mta: MerpatiServer) -> list[int]:
+    out = []
+    for data in _read_inbox(mta, ALICE):
+        head = data.partition(b"\r\n\r\n")[0]
+        subject = [h for h in head.split(b"\r\n") if h.startswith(b"Subject: crash-")]
+        n = int(subject[0].split(b"-")[1])
+        assert data.endswith(_message(n)), f"message {n} is incomplete"
+        out.append(n)
+    return out

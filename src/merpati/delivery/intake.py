@@ -20,21 +20,28 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import Awaitable, Callable, Coroutine
+import os
+from collections.abc import Coroutine
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import replace
 from pathlib import Path
 from secrets import token_hex
 from typing import TYPE_CHECKING, Any, TypeVar
 
-from merpati.delivery.api import Envelope, Recipient
+from merpati.delivery.agent import AgentClient
+from merpati.delivery.api import Envelope
 from merpati.delivery.codec import envelope_from_dict, envelope_to_dict
 from merpati.delivery.deliver import DELIVERY_KEY
+from merpati.delivery.group import RETRY_SECONDS, GroupDelivery
 from merpati.delivery.journal import (
+    HEADER_SIZE,
     KIND_DONE,
     KIND_MSG,
+    Claim,
     MsgRef,
     SegmentWriter,
+    adopt,
+    claim,
     done_payload,
     encode,
     msg_payload,
@@ -49,7 +56,6 @@ if TYPE_CHECKING:
 
 T = TypeVar("T")
 SEGMENT_BYTES = 64 * 1024 * 1024
-RETRY_SECONDS = 5.0
 DONE_FLUSH_SECONDS = 0.02
 DELIVERY_DELAY_SECONDS = 0.05  # how long a journaled message waits for others to go with
 DELIVERY_BATCH = 64  # or until this many are waiting
@@ -81,21 +87,24 @@ class Intake:
     def __init__(
         self,
         app: App,
-        directory: Path,
+        claimed: Claim,
         writer: SegmentWriter,
         next_seq: int,
         old: list[Path],
         pending: list[MsgRef],
+        agent: AgentClient | None = None,
     ) -> None:
         """``old``: the segments a previous run left, oldest first; ``pending``: their
-        messages without DONE (delivered by ``replay``)."""
+        messages without DONE (delivered by ``replay``); ``agent``: the delivery agent process
+        that delivers (None: this process does)."""
         self.app = app
-        self.directory = directory
+        self.directory = claimed.directory
+        self._lock_fd = claimed.lock_fd  # held while we run: the journal is ours alone
         self._thread = ThreadPoolExecutor(1, thread_name_prefix="intake-journal")
         self._writer = writer
         self._next_seq = next_seq
         self._budget = _Budget(app.config.limits.intake_backlog)
-        self._writes: list[tuple[bytes, int, asyncio.Future[None]]] = []
+        self._writes: list[tuple[bytes, int, asyncio.Future[MsgRef]]] = []
         self._done: list[int] = []  # delivered, DONE not yet written
         self._runner: asyncio.Task[None] | None = None
         self._flush_timer: asyncio.TimerHandle | None = None
@@ -109,7 +118,9 @@ class Intake:
             self._where[ref.seq] = ref.segment
         self._recovered = pending
         self._tasks: set[asyncio.Task[None]] = set()
-        self._ready: list[tuple[int, Envelope, bytes]] = []  # journaled, delivery not started
+        self._ready: list[tuple[MsgRef, Envelope, bytes]] = []  # journaled, not yet handed on
+        self._group = GroupDelivery(app, lambda: self._closing)
+        self._agent = agent
         self._deliver_timer: asyncio.TimerHandle | None = None
         self._closing = False
         self.deliveries = app.metrics.counter(
@@ -132,14 +143,14 @@ class Intake:
             seq = self._next_seq
             self._next_seq += 1
             record = encode(KIND_MSG, seq, msg_payload(envelope_to_dict(envelope), message))
-            future: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+            future: asyncio.Future[MsgRef] = asyncio.get_running_loop().create_future()
             self._writes.append((record, seq, future))
             self._kick()
-            await future
+            ref = await future
         except BaseException:
             await self._budget.release(len(message))
             raise
-        self._ready.append((seq, envelope, message))
+        self._ready.append((ref, envelope, message))
         self._schedule_deliveries()
         return f"j{seq}"
 
@@ -190,7 +201,7 @@ class Intake:
                 records.append(encode(KIND_DONE, 0, done_payload(done)))
             segment = self._writer.path
             try:
-                await loop.run_in_executor(self._thread, self._writer.append, records)
+                offset = await loop.run_in_executor(self._thread, self._writer.append, records)
             except OSError as exc:
                 self.app.log.event("intake.error", stage="journal", error=str(exc))
                 for _, _, future in writes:
@@ -202,11 +213,13 @@ class Intake:
                     await self._rotate()
                 await asyncio.sleep(0.1)
                 continue
-            for _, seq, future in writes:
+            for record, seq, future in writes:
                 self._undone[segment].add(seq)
                 self._where[seq] = segment
+                ref = MsgRef(seq, segment, offset + HEADER_SIZE, len(record) - HEADER_SIZE)
+                offset += len(record)
                 if not future.done():
-                    future.set_result(None)
+                    future.set_result(ref)
             for seq in done:
                 where = self._where.pop(seq, None)
                 if where is not None:
@@ -237,53 +250,34 @@ class Intake:
             await loop.run_in_executor(self._thread, _remove, path)
 
     # -- delivering --------------------------------------------------------------------------
-    async def _deliver(self, group: list[tuple[int, Envelope, bytes]]) -> None:
-        """Deliver a group with one ``deliver.many`` (one mail store commit); hand what
-        failed to the queue; then DONE for each."""
-        app = self.app
-        items = [(envelope, message) for _, envelope, message in group]
+    async def _deliver(self, group: list[tuple[MsgRef, Envelope, bytes]]) -> None:
+        """Have the group delivered (by the agent, else here); DONE for what is done. What the
+        agent could not finish is sent again after ``RETRY_SECONDS`` (a store failure)."""
+        size = sum(len(message) for _, _, message in group)
         try:
-            reports = await self._retry(
-                "deliver", group[0][0], lambda: _required(app.deliver).many(items)
-            )
-            if reports is None:
-                return  # stopping: delivered again from the journal at the next start
-            for (seq, envelope, message), report in zip(group, reports, strict=True):
-                failed = tuple(o.recipient for o in report.outcomes if not o.ok)
-                if failed and not await self._queue(seq, envelope, message, failed):
-                    return
-                self.deliveries.labels("queued" if failed else "delivered").inc()
-                self._done.append(seq)
-            self._kick_later()
+            while group:
+                if self._agent is not None:
+                    done, queued = await self._agent.deliver([ref for ref, _, _ in group])
+                else:
+                    result = await self._group.run([(r.seq, e, m) for r, e, m in group])
+                    done, queued = result.done, result.queued
+                self.deliveries.labels("queued").inc(queued)
+                self.deliveries.labels("delivered").inc(len(done) - queued)
+                self._done.extend(done)
+                self._kick_later()
+                finished = set(done)
+                group = [item for item in group if item[0].seq not in finished]
+                if group and (self._closing or self._agent is None):
+                    return  # delivered again from the journal at the next start
+                if group:
+                    await asyncio.sleep(RETRY_SECONDS)
         finally:
-            await self._budget.release(sum(len(message) for _, _, message in group))
-
-    async def _queue(
-        self, seq: int, envelope: Envelope, message: bytes, failed: tuple[Recipient, ...]
-    ) -> bool:
-        """Hand the recipients that failed to the queue (it retries, then bounces); False
-        when stopping first."""
-        queue = _required(self.app.queue)
-        retried = replace(envelope, recipients=failed)
-        queue_id = await self._retry("queue", seq, lambda: queue.enqueue(retried, message, failed))
-        if queue_id is None:
-            return False
-        queue.wake()
-        return True
-
-    async def _retry(self, stage: str, seq: int, attempt: Callable[[], Awaitable[T]]) -> T | None:
-        """``attempt()`` until it succeeds, every ``RETRY_SECONDS``; None once stopping."""
-        while True:
-            try:
-                return await attempt()
-            except Exception as exc:
-                self.app.log.event("intake.error", stage=stage, seq=seq, error=repr(exc))
-                if self._closing:
-                    return None
-                await asyncio.sleep(RETRY_SECONDS)
+            await self._budget.release(size)
 
     def start(self) -> None:
-        """Start delivering what a previous run accepted but did not finish."""
+        """Start the agent, and delivering what a previous run accepted but did not finish."""
+        if self._agent is not None:
+            self._agent.start()
         if self._recovered:
             self.app.log.event("intake.recover", messages=len(self._recovered))
         self._spawn(self._replay(self._recovered))
@@ -301,7 +295,7 @@ class Intake:
                 continue
             await self._budget.acquire(len(message))
             self.app.log.event("intake.replay", seq=ref.seq, rcpts=len(envelope.recipients))
-            self._ready.append((ref.seq, envelope, message))
+            self._ready.append((ref, envelope, message))
             self._schedule_deliveries()
 
     # -- stopping ----------------------------------------------------------------------------
@@ -315,6 +309,8 @@ class Intake:
             for task in late:
                 task.cancel()
             await asyncio.gather(*late, return_exceptions=True)
+        if self._agent is not None:
+            await self._agent.stop()
         if self._flush_timer is not None:
             self._flush_timer.cancel()
             self._flush_timer = None
@@ -325,12 +321,7 @@ class Intake:
         loop = asyncio.get_running_loop()
         await loop.run_in_executor(self._thread, self._writer.close)
         self._thread.shutdown(wait=True)
-
-
-def _required(value: T | None) -> T:
-    if value is None:
-        raise RuntimeError("not available (the server is not fully started)")
-    return value
+        os.close(self._lock_fd)
 
 
 def _remove(path: Path) -> None:
@@ -338,21 +329,31 @@ def _remove(path: Path) -> None:
     fsync_dir(path.parent)
 
 
-async def start_intake(app: App) -> Intake | None:
-    """The ``merpati serve`` service: open ``data_dir/intake``, start delivering what a
-    previous run left, and set ``app.intake``. Without a queue (failures need one) the SMTP
-    server keeps delivering before it answers."""
+async def start_intake(app: App, agent: bool = True) -> Intake | None:
+    """The ``merpati serve`` service: open ``data_dir/intake``, start the delivery agent
+    (``agent=False``: deliver in this process), start delivering what a previous run left,
+    and set ``app.intake``. Without a queue (failures need one) the SMTP server keeps
+    delivering before it answers."""
     if app.queue is None:
         return None
-    directory = app.config.data_dir / "intake"
     loop = asyncio.get_running_loop()
 
     def open_journal() -> Intake:
-        directory.mkdir(mode=0o700, exist_ok=True)
-        found = scan(directory)
-        writer = SegmentWriter(directory, found.next_seq)
-        pending = sorted(found.pending.values(), key=lambda r: r.seq)
-        return Intake(app, directory, writer, found.next_seq, found.segments, pending)
+        claimed = claim(app.config.data_dir)
+        try:
+            found = scan(claimed.directory)
+            writer = SegmentWriter(claimed.directory, found.next_seq)
+            pending = sorted(found.pending.values(), key=lambda r: r.seq)
+            next_seq = found.next_seq
+            if claimed.orphans:  # journals of processes that are gone: ours to deliver now
+                adopted = adopt(claimed.orphans, writer, next_seq)
+                pending += adopted
+                next_seq += len(adopted)
+        except BaseException:
+            os.close(claimed.lock_fd)
+            raise
+        client = AgentClient(app, claimed.directory) if agent else None
+        return Intake(app, claimed, writer, next_seq, found.segments, pending, client)
 
     intake = await loop.run_in_executor(None, open_journal)
     app.intake = intake

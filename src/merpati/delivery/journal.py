@@ -18,6 +18,8 @@ Everything here is blocking file I/O, run in the intake's one writer thread.
 
 from __future__ import annotations
 
+import contextlib
+import fcntl
 import json
 import os
 import struct
@@ -32,6 +34,7 @@ MAGIC = b"MJ"
 KIND_MSG = 1
 KIND_DONE = 2
 _HEAD = struct.Struct(">2sBBQII")  # magic, kind, pad, seq, length, crc
+HEADER_SIZE = _HEAD.size
 _U32 = struct.Struct(">I")
 SEGMENT_SUFFIX = ".log"
 
@@ -150,8 +153,10 @@ class SegmentWriter:
         fsync_dir(directory)  # the new name is durable before any record in it is acknowledged
         self.size = 0
 
-    def append(self, records: list[bytes]) -> None:
-        """Write ``records`` and fdatasync them; on return they survive a power cut."""
+    def append(self, records: list[bytes]) -> int:
+        """Write ``records`` and fdatasync them; on return they survive a power cut. Returns
+        the offset in the segment where the first one begins."""
+        start = self.size
         data = b"".join(records)
         view = memoryview(data)
         while view:
@@ -159,6 +164,112 @@ class SegmentWriter:
             view = view[n:]
         os.fdatasync(self._fd)
         self.size += len(data)
+        return start
 
     def close(self) -> None:
         os.close(self._fd)
+
+
+# -- which journal is this process's -----------------------------------------------------------
+
+JOURNAL_NAME = "intake"
+LOCK_NAME = "lock"
+
+
+@dataclass(slots=True)
+class Claim:
+    """This process's journal directory (locked while it runs) and the journals of processes
+    that are gone (locked by us until ``adopt`` has taken their messages over)."""
+
+    directory: Path
+    lock_fd: int
+    orphans: list[tuple[Path, int]] = field(default_factory=list)
+
+
+def _journal_index(path: Path) -> int | None:
+    if path.name == JOURNAL_NAME:
+        return 0
+    prefix = JOURNAL_NAME + "."
+    rest = path.name[len(prefix) :]
+    return int(rest) if path.name.startswith(prefix) and rest.isdigit() else None
+
+
+def _try_lock(directory: Path) -> int | None:
+    """A descriptor holding ``directory``'s lock, or None if a live process holds it (or the
+    directory is gone)."""
+    try:
+        fd = os.open(directory / LOCK_NAME, os.O_RDWR | os.O_CREAT, 0o600)
+    except FileNotFoundError:
+        return None
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        os.close(fd)
+        return None
+    if not (directory / LOCK_NAME).exists():  # removed by an adopter while we waited
+        os.close(fd)
+        return None
+    return fd
+
+
+def claim(data_dir: Path) -> Claim:
+    """``intake``, or ``intake.N`` when other ``merpati serve`` processes on this data dir hold
+    the lower ones: every process writes a journal of its own (two processes writing or
+    cleaning one journal would delete each other's records). Journals whose process is gone
+    come back as orphans, to be adopted."""
+    found = sorted(
+        (index, path)
+        for path in data_dir.iterdir()
+        if path.is_dir() and (index := _journal_index(path)) is not None
+    )
+    ours: tuple[Path, int] | None = None
+    orphans: list[tuple[Path, int]] = []
+    for _, path in found:
+        fd = _try_lock(path)
+        if fd is None:
+            continue
+        if ours is None:
+            ours = (path, fd)
+        else:
+            orphans.append((path, fd))
+    n = 0
+    while ours is None:
+        path = data_dir / (JOURNAL_NAME if n == 0 else f"{JOURNAL_NAME}.{n}")
+        n += 1
+        try:
+            path.mkdir(mode=0o700)
+        except FileExistsError:
+            continue  # held by a live process (or just made by one)
+        fsync_dir(data_dir)
+        fd = _try_lock(path)
+        if fd is not None:
+            ours = (path, fd)
+    return Claim(ours[0], ours[1], orphans)
+
+
+def adopt(orphans: list[tuple[Path, int]], writer: SegmentWriter, next_seq: int) -> list[MsgRef]:
+    """Copy the undelivered messages of gone processes' journals into ours (one fsync), then
+    remove those journals. The copies keep their envelopes, delivery keys included, so a
+    message its old process delivered without writing DONE is still not stored twice."""
+    refs: list[MsgRef] = []
+    for directory, fd in orphans:
+        found = scan(directory)
+        payloads = [read_payload(r) for r in sorted(found.pending.values(), key=lambda r: r.seq)]
+        seqs = list(range(next_seq, next_seq + len(payloads)))
+        next_seq += len(payloads)
+        if payloads:
+            offset = writer.append(
+                [encode(KIND_MSG, q, p) for q, p in zip(seqs, payloads, strict=True)]
+            )
+            for seq, payload in zip(seqs, payloads, strict=True):
+                offset += HEADER_SIZE
+                refs.append(MsgRef(seq, writer.path, offset, len(payload)))
+                offset += len(payload)
+        for path in found.segments:
+            path.unlink()
+        (directory / LOCK_NAME).unlink()
+        os.close(fd)
+        with contextlib.suppress(OSError):  # something not ours in it: leave the directory
+            directory.rmdir()
+        fsync_dir(directory.parent)
+    return refs

@@ -13,6 +13,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import os
+import pwd
 import signal
 import socket
 import sys
@@ -85,25 +86,39 @@ async def bootstrap_first_start(app: App) -> None:
 
 
 def drop_privileges(app: App) -> None:
-    user = app.config.user
-    if not user or os.geteuid() != 0:
+    """Hand the data directory to the configured user and become it (when run as root)."""
+    pw = _configured_user(app)
+    if pw is None:
         return
-    import pwd
-
-    try:
-        pw = pwd.getpwnam(user)
-    except KeyError:
-        raise OperationalError(f"config key 'user': no such user {user!r}") from None
     for root, dirs, files in os.walk(app.config.data_dir):
         for name in [*dirs, *files]:
             path = os.path.join(root, name)
             if os.lstat(path).st_uid != pw.pw_uid:
                 os.lchown(path, pw.pw_uid, pw.pw_gid)
     os.chown(app.config.data_dir, pw.pw_uid, pw.pw_gid)
+    switch_user(app)
+
+
+def switch_user(app: App) -> None:
+    """Become the configured user (when run as root); for processes of our own, started once
+    ``drop_privileges`` has handed the data directory over."""
+    pw = _configured_user(app)
+    if pw is None:
+        return
     os.setgroups([])
     os.setgid(pw.pw_gid)
     os.setuid(pw.pw_uid)
-    app.log.event("server.privileges", user=user, uid=pw.pw_uid)
+    app.log.event("server.privileges", user=pw.pw_name, uid=pw.pw_uid)
+
+
+def _configured_user(app: App) -> pwd.struct_passwd | None:
+    user = app.config.user
+    if not user or os.geteuid() != 0:
+        return None
+    try:
+        return pwd.getpwnam(user)
+    except KeyError:
+        raise OperationalError(f"config key 'user': no such user {user!r}") from None
 
 
 async def _start_services(app: App) -> list[registry.Service]:
@@ -133,6 +148,7 @@ async def serve(config: Config) -> int:
             spec = cast(registry.ListenerSpec, registry.resolve(path)(app))
             await acceptor.bind(name, spec, addresses)
         drop_privileges(app)
+        app.serving.set()
         count = worker_count(config.workers)
         if count > 1 and (fds := acceptor.descriptors(WORKER_LISTENERS)):
             pool = WorkerPool(app, fds, count - 1)

@@ -33,10 +33,19 @@ import sys
 from dataclasses import dataclass, field
 
 from merpati.app import App
+from merpati.config import Config
 
 WORKER_LISTENERS = ("imap", "imaps", "pop3", "pop3s")
 FDS_ENV = "MERPATI_WORKER_FDS"  # {"listeners": {name: [fd, ...]}, "parent": fd}
 RESTART_DELAY = 1.0
+
+
+def serve_command(config: Config, *extra: str) -> list[str]:
+    """``merpati serve`` with ``extra`` arguments, for a process of our own."""
+    cmd = [sys.executable, "-m", "merpati"]
+    if config.source is not None:
+        cmd += ["--config", str(config.source)]
+    return [*cmd, "serve", *extra]
 
 
 def worker_count(configured: int) -> int:
@@ -61,10 +70,7 @@ class WorkerPool:
             self._tasks.append(asyncio.create_task(self._keep(index)))
 
     def _command(self, index: int) -> list[str]:
-        cmd = [sys.executable, "-m", "merpati"]
-        if self.app.config.source is not None:
-            cmd += ["--config", str(self.app.config.source)]
-        return [*cmd, "serve", "--worker", str(index)]
+        return serve_command(self.app.config, "--worker", str(index))
 
     async def _keep(self, index: int) -> None:
         fds = [fd for fds in self.listeners.values() for fd in fds]

@@ -22,8 +22,20 @@ def _fmt(value: object) -> str:
     return f'"{esc}"'
 
 
+_stamp: tuple[int, str] = (-1, "")
+
+
+def _timestamp() -> str:
+    """The current second, formatted once per second."""
+    global _stamp
+    now = int(time.time())
+    if _stamp[0] != now:
+        _stamp = (now, time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(now)))
+    return _stamp[1]
+
+
 def format_event(name: str, fields: dict[str, object]) -> str:
-    ts = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
+    ts = _timestamp()
     parts = [f"ts={ts}", f"event={name}"]
     parts += [f"{k}={_fmt(v)}" for k, v in fields.items() if v is not None]
     return " ".join(parts)

@@ -123,6 +123,7 @@ class Intake:
         self._agent = agent
         self._deliver_timer: asyncio.TimerHandle | None = None
         self._closing = False
+        self._key_prefix, self._keys = token_hex(8) + ".", 0
         self.deliveries = app.metrics.counter(
             "merpati_intake_deliveries_total", "Journal messages handed to delivery", ["result"]
         )
@@ -138,7 +139,7 @@ class Intake:
             raise RuntimeError("intake is stopping")
         await self._budget.acquire(len(message))
         # A key of its own, so a redelivery after a crash is recognised by the mailboxes.
-        envelope = replace(envelope, extra={**envelope.extra, DELIVERY_KEY: token_hex(12)})
+        envelope = replace(envelope, extra={**envelope.extra, DELIVERY_KEY: self._key()})
         try:
             seq = self._next_seq
             self._next_seq += 1
@@ -153,6 +154,12 @@ class Intake:
         self._ready.append((ref, envelope, message))
         self._schedule_deliveries()
         return f"j{seq}"
+
+    def _key(self) -> str:
+        """A delivery key no other message gets: random per process, then a counter (one
+        ``getrandom`` per message cost a system call on the event loop's thread)."""
+        self._keys += 1
+        return f"{self._key_prefix}{self._keys:x}"
 
     def _schedule_deliveries(self) -> None:
         """Deliver in groups: the store commits a group with one round of fsyncs, where one

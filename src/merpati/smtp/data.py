@@ -42,11 +42,17 @@ def has_bare_line_end(body: bytes) -> bool:
     return body.count(b"\n") != crlf or body.count(b"\r") != crlf
 
 
-def longest_line(body: bytes) -> int:
-    """Length of the longest line including its CRLF (the last line counts as if ended)."""
-    if len(body) <= limits.TEXT_LINE_MAX - 2:
-        return len(body) + 2  # an upper bound, within the limit
-    return max(map(len, body.split(b"\n"))) + 1
+def lines_within(body: bytes, limit: int) -> bool:
+    """True if every line, its CRLF included, is at most ``limit`` octets (the last line
+    counts as if ended). Jumps from line start to the last LF within ``limit`` octets of it,
+    so a body of short lines costs a few ``rfind`` calls, not a list of its lines."""
+    pos, size = 0, len(body)
+    while size - pos > limit - 2:  # what is left could hold a line that is too long
+        lf = body.rfind(b"\n", pos, pos + limit)  # a line starting at pos ends by then
+        if lf < 0:
+            return False
+        pos = lf + 1
+    return True
 
 
 def check_body(body: bytes, binary: bool) -> Reply | None:
@@ -57,6 +63,6 @@ def check_body(body: bytes, binary: bool) -> Reply | None:
         return replies.BARE_LINE_END
     if b"\0" in body:
         return replies.NUL_IN_DATA
-    if longest_line(body) > limits.TEXT_LINE_MAX:
+    if not lines_within(body, limits.TEXT_LINE_MAX):
         return replies.TEXT_LINE_TOO_LONG
     return None

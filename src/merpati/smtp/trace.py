@@ -53,6 +53,19 @@ def protocol(info: TraceInfo) -> str:
     return base + suffix
 
 
+_last_date: tuple[datetime | None, str] = (None, "")
+
+
+def _date(when: datetime) -> str:
+    """rfc5322:3.3 date-time of ``when``; the last one is reused within its second (one
+    per message cost more than the rest of the header)."""
+    global _last_date
+    key = when.replace(microsecond=0)
+    if _last_date[0] != key:
+        _last_date = (key, format_datetime(key))
+    return _last_date[1]
+
+
 def received_header(info: TraceInfo, when: datetime) -> bytes:
     """One Received: field, folded, ending with CRLF."""
     helo = _clean(info.helo or "unknown")
@@ -67,7 +80,7 @@ def received_header(info: TraceInfo, when: datetime) -> bytes:
         parts.append(f"\t(authenticated user {_clean(info.auth_user)})")
     if info.recipient:
         parts.append(f"\tfor <{info.recipient}>")
-    parts[-1] += f"; {format_datetime(when)}"
+    parts[-1] += f"; {_date(when)}"
     return ("\r\n".join(parts) + "\r\n").encode("utf-8")
 
 
@@ -81,7 +94,7 @@ def submission_headers(message: bytes, when: datetime, message_id: str) -> bytes
     head = header_block(message)
     extra = b""
     if not _DATE.search(head):
-        extra += f"Date: {format_datetime(when)}\r\n".encode()
+        extra += f"Date: {_date(when)}\r\n".encode()
     if not _MESSAGE_ID.search(head):
         extra += f"Message-ID: <{message_id}>\r\n".encode()
     return extra

@@ -18,6 +18,7 @@ Call points (the SMTP transport):
 
 from __future__ import annotations
 
+import functools
 import ipaddress
 import time
 import weakref
@@ -99,13 +100,9 @@ class AbuseControls:
         """``[policy] trusted_networks``: local clients exempt from checks and limits."""
         if not ip:
             return False
-        try:
-            addr = ipaddress.ip_address(ip)
-        except ValueError:
+        if not self.trusted:
             return False
-        if isinstance(addr, ipaddress.IPv6Address) and addr.ipv4_mapped is not None:
-            addr = addr.ipv4_mapped
-        return any(addr in net for net in self.trusted if net.version == addr.version)
+        return _in_networks(ip, self.trusted)
 
     @classmethod
     def from_config(cls, config: Config) -> AbuseControls:
@@ -134,3 +131,17 @@ def controls_for(app: App) -> AbuseControls:
     if found is None:
         found = _per_app[app] = AbuseControls.from_config(app.config)
     return found
+
+
+@functools.lru_cache(maxsize=4096)
+def _in_networks(
+    ip: str, trusted: tuple[ipaddress.IPv4Network | ipaddress.IPv6Network, ...]
+) -> bool:
+    """Is ``ip`` in one of ``trusted``? (Remembered: asked for every message of a client.)"""
+    try:
+        addr = ipaddress.ip_address(ip)
+    except ValueError:
+        return False
+    if isinstance(addr, ipaddress.IPv6Address) and addr.ipv4_mapped is not None:
+        addr = addr.ipv4_mapped
+    return any(addr in net for net in trusted if net.version == addr.version)

@@ -89,6 +89,7 @@ class Account:
     def __init__(self, account: str, root: Path, snapshots: SnapshotCache | None = None) -> None:
         self.account = account
         self.root = root
+        self.root_str = str(root)  # for paths built per message (pathlib costs there)
         self._snapshots = snapshots if snapshots is not None else SnapshotCache()
         self.wlock = threading.Lock()
         self.rlock = threading.Lock()

@@ -15,13 +15,13 @@ Only after COMMIT does an append's future resolve: then the message survives a p
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import sqlite3
 import time
 from collections import defaultdict
 from concurrent.futures import Executor, ThreadPoolExecutor
 from dataclasses import dataclass
-from pathlib import Path
 
 from merpati.mailstore.api import (
     AppendResult,
@@ -41,7 +41,7 @@ from merpati.mailstore.embedded.sync import FolderRow, assign_keywords, dir_mtim
 class AppendJob:
     account: Account
     folder: str
-    tmp: Path  # the file in the folder's tmp/
+    tmp: str  # the file in the folder's tmp/
     fd: int | None  # open descriptor to fsync (None: a hard link of another job's file)
     base: str
     size: int
@@ -87,15 +87,15 @@ def commit_batch(jobs: list[AppendJob]) -> list[Outcome]:
         outcomes.update(_commit_account(groups[0]))
     for i, job in enumerate(jobs):
         if not isinstance(outcomes[i], AppendResult):
-            job.tmp.unlink(missing_ok=True)
+            _unlink(job.tmp)
     return [outcomes[i] for i in range(len(jobs))]
 
 
 def _commit_account(jobs: list[tuple[int, AppendJob]]) -> dict[int, Outcome]:
     account = jobs[0][1].account
     outcomes: dict[int, Outcome] = {}
-    placed: list[tuple[Path, Path]] = []
-    duplicates: list[Path] = []
+    placed: list[tuple[str, str]] = []
+    duplicates: list[str] = []
     keyed = False
     with account.wlock:
         w = account._writer()
@@ -104,7 +104,7 @@ def _commit_account(jobs: list[tuple[int, AppendJob]]) -> dict[int, Outcome]:
                 used = int(w.execute("SELECT value FROM meta WHERE key = 'used'").fetchone()[0])
                 state: dict[str, list[int]] = {}  # folder -> [id, uidvalidity, uidnext, modseq]
                 rows: dict[str, FolderRow] = {}
-                dirs: set[Path] = set()
+                dirs: set[str] = set()
                 now = time.time()
                 for i, job in jobs:
                     if job.key is not None:
@@ -138,10 +138,11 @@ def _commit_account(jobs: list[tuple[int, AppendJob]]) -> dict[int, Outcome]:
                     )
                     uid, modseq = st[2], st[3] + 1
                     st[2], st[3] = uid + 1, modseq
-                    final = account.root / row.dirname / rel
+                    folder_dir = f"{account.root_str}/{row.dirname}"
+                    final = f"{folder_dir}/{rel}"
                     os.rename(job.tmp, final)
                     placed.append((job.tmp, final))
-                    dirs.add(final.parent)
+                    dirs.add(os.path.dirname(final))
                     w.execute(
                         "INSERT INTO messages (folder, uid, modseq, flags, seen, recent,"
                         " internaldate, tz, size, uidl, path) VALUES (?,?,?,?,?,?,?,?,?,?,?)",
@@ -191,7 +192,7 @@ def _commit_account(jobs: list[tuple[int, AppendJob]]) -> dict[int, Outcome]:
                     pass
             return {i: StorageFailure("the message could not be stored") for i, _ in jobs}
     for tmp in duplicates:
-        tmp.unlink(missing_ok=True)
+        _unlink(tmp)
     return outcomes
 
 
@@ -238,3 +239,8 @@ class GroupCommitter:
 
     def shutdown(self) -> None:
         self._batch_thread.shutdown(wait=True)
+
+
+def _unlink(path: str) -> None:
+    with contextlib.suppress(FileNotFoundError):
+        os.unlink(path)

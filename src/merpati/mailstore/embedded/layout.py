@@ -21,6 +21,7 @@ message's permanent unique id (POP3 UIDL). No database access happens here.
 from __future__ import annotations
 
 import base64
+import contextlib
 import ctypes
 import ctypes.util
 import itertools
@@ -29,7 +30,7 @@ import re
 import secrets
 import socket
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from pathlib import Path
 
 from merpati.durable import fsync_dir
@@ -136,11 +137,20 @@ def folder_name(dirname: str) -> str | None:
 
 
 # -- file names -------------------------------------------------------------------------------
+_random: tuple[int, str] = (-1, "")  # (pid, random part) of this process
+
+
 def new_basename() -> str:
+    """A Maildir unique name: time, pid, a per-process counter and a random part drawn once
+    per process (the pid may be reused by a later process; the counter never repeats)."""
+    global _random
     now = time.time()
     secs = int(now)
     usecs = int((now - secs) * 1_000_000)
-    return f"{secs}.M{usecs}P{os.getpid()}Q{next(_counter)}R{secrets.token_hex(4)}.{_HOST}"
+    pid = os.getpid()
+    if _random[0] != pid:
+        _random = (pid, secrets.token_hex(4))
+    return f"{secs}.M{usecs}P{pid}Q{next(_counter)}R{_random[1]}.{_HOST}"
 
 
 KEYWORDS_FILE = "dovecot-keywords"
@@ -252,7 +262,7 @@ def sync_filesystem(path: Path) -> None:
     os.sync()
 
 
-def sync_dirs(dirs: list[Path]) -> None:
+def sync_dirs(dirs: Sequence[str | Path]) -> None:
     """Make renames/links in ``dirs`` durable: fsync each directory, or one syncfs(2)."""
     syncfs = _load_syncfs() if len(dirs) >= SYNCFS_MIN else None
     if syncfs is not None:
@@ -271,7 +281,7 @@ def make_maildir(path: Path) -> None:
         (path / sub).mkdir(parents=True, exist_ok=True)
 
 
-def write_file(path: Path, data: bytes, mtime: float | None) -> int:
+def write_file(path: str | Path, data: bytes, mtime: float | None) -> int:
     """Write ``data`` to a new file (not yet fsynced); return the open descriptor."""
     fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
     try:
@@ -283,6 +293,7 @@ def write_file(path: Path, data: bytes, mtime: float | None) -> int:
             os.utime(fd, (mtime, mtime))
     except BaseException:
         os.close(fd)
-        path.unlink(missing_ok=True)
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(path)
         raise
     return fd

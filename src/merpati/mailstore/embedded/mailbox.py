@@ -8,6 +8,7 @@ wake the change feed once the work has been committed.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import sqlite3
 import time
@@ -266,7 +267,7 @@ def _prepare(
         raise QuotaExceeded("mailbox is full")
     blob = structure if structure is not None else serial.dumps(scan(data))
     base = new_basename()
-    tmp = account.root / row.dirname / "tmp" / filename(base, len(data), None)
+    tmp = f"{account.root_str}/{row.dirname}/tmp/{filename(base, len(data), None)}"
     fd: int | None = write_file(tmp, data, internaldate)
     if fd is not None and len(data) >= OWN_FSYNC_SIZE:
         # A big file is synced by its own writer thread, in parallel with the others; the
@@ -274,7 +275,7 @@ def _prepare(
         try:
             os.fsync(fd)
         except OSError:
-            tmp.unlink(missing_ok=True)
+            _unlink(tmp)
             raise
         finally:
             os.close(fd)
@@ -300,7 +301,7 @@ def _prepare_many(
         for job in jobs:
             if job.fd is not None:
                 os.close(job.fd)
-            job.tmp.unlink(missing_ok=True)
+            _unlink(job.tmp)
         raise
     return jobs
 
@@ -319,7 +320,7 @@ def link_job(
     if limit is not None and account.used() + first.size > limit:
         raise QuotaExceeded("mailbox is full")
     base = new_basename()  # its own UIDL, even when it lands in the same folder twice
-    tmp = account.root / row.dirname / "tmp" / filename(base, first.size, None)
+    tmp = f"{account.root_str}/{row.dirname}/tmp/{filename(base, first.size, None)}"
     try:
         os.link(first.tmp, tmp)
         fd = None
@@ -339,3 +340,8 @@ def link_job(
         first.structure,
         limit,
     )
+
+
+def _unlink(path: str) -> None:
+    with contextlib.suppress(FileNotFoundError):
+        os.unlink(path)

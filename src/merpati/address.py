@@ -11,6 +11,7 @@
 
 from __future__ import annotations
 
+import functools
 import ipaddress
 import re
 from dataclasses import dataclass
@@ -62,6 +63,9 @@ def quote_local(local: str) -> str:
     return f'"{escaped}"'
 
 
+# Remembered (the answers are immutable): SMTP asks about the same few domains and addresses
+# several times for every message. An error is not remembered; it is raised again.
+@functools.lru_cache(maxsize=8192)
 def canonical_domain(domain: str) -> str:
     """Lowercase A-label form of a host name; raises AddressError if it is not one."""
     d = domain.strip().rstrip(".")
@@ -104,6 +108,7 @@ def _address_literal(text: str) -> str:
         raise AddressError(f"invalid address literal {text!r}") from None
 
 
+@functools.lru_cache(maxsize=8192)
 def parse_address(text: str) -> Address:
     """Parse ``local@domain``; raises AddressError with a reason."""
     if not text:

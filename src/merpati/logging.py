@@ -6,16 +6,17 @@ cannot forge log lines. Callers never pass passwords (no API takes one).
 
 from __future__ import annotations
 
+import re
 import sys
 import time
 from typing import IO
 
-_SAFE = frozenset("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789.-_:/@+[]<>,")
+_SAFE = re.compile(r"[a-zA-Z0-9.\-_:/@+\[\]<>,]+")
 
 
 def _fmt(value: object) -> str:
     text = str(value)
-    if text and all(c in _SAFE for c in text):
+    if _SAFE.fullmatch(text):
         return text
     esc = text.replace("\\", "\\\\").replace('"', '\\"')
     esc = "".join(c if c.isprintable() else f"\\x{ord(c):02x}" for c in esc)

@@ -28,7 +28,9 @@ def find_header_end(data: bytes, start: int, end: int) -> tuple[int, int]:
     if data.startswith(b"\n", start) and start + 1 <= end:
         return start, start + 1
     crlf = data.find(b"\r\n\r\n", start, end)
-    lf = data.find(b"\n\n", start, end)
+    # A bare-LF blank line counts only before the CRLF one: no need to look past it (a CRLF
+    # message has none, and looking would read its whole body).
+    lf = data.find(b"\n\n", start, end if crlf < 0 else crlf + 2)
     if crlf >= 0 and (lf < 0 or crlf + 1 <= lf):
         return crlf + 2, crlf + 4
     if lf >= 0:

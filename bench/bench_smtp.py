@@ -22,6 +22,7 @@ durable:
     PYTHONPATH=src python bench/bench_smtp.py                       # all servers, 4 runs each
     PYTHONPATH=src python bench/bench_smtp.py --servers merpati --seconds 3
     PYTHONPATH=src python bench/bench_smtp.py --smtp-source         # also Postfix's generator
+    PYTHONPATH=src python bench/bench_smtp.py --servers merpati-auth --workers 2  # 2 processes
     PYTHONPATH=src python bench/bench_smtp.py --core                # the sans-I/O core alone
 
 Latency is per message, from sending MAIL to reading the final 250 (p50/p99 in ms).
@@ -49,6 +50,7 @@ ROOT = Path(__file__).resolve().parent.parent
 DOMAIN = "bench.example"
 PASSWORD = "bench-password-1"
 SIZE = 10_000
+WORKERS = 1  # `workers` of the merpati servers (--workers)
 
 
 def free_port() -> int:
@@ -95,7 +97,8 @@ def merpati_server(base: Path, recipients: int) -> Iterator[int]:
         f"{n} = []" for n in ("submission", "submissions", "imap", "imaps", "pop3", "pop3s", "http")
     )
     cfg.write_text(
-        f'hostname = "mx.{DOMAIN}"\ndata_dir = "{data}"\n[listen]\nsmtp = ["127.0.0.1:{port}"]\n'
+        f'hostname = "mx.{DOMAIN}"\ndata_dir = "{data}"\nworkers = {WORKERS}\n'
+        f'[listen]\nsmtp = ["127.0.0.1:{port}"]\n'
         f"{off}\n[tls]\nallow_plaintext_auth = true\n[limits]\nconnections_per_ip = 1000\n"
         "[policy]\nconnection_rate_per_ip = 1000000\noutbound_rate_per_account = 100000000\n"
     )
@@ -477,7 +480,10 @@ def main() -> int:
     ap.add_argument("--seconds", type=float, default=4.0)
     ap.add_argument("--smtp-source", action="store_true", help="also run Postfix's smtp-source")
     ap.add_argument("--core", action="store_true", help="only the session core's CPU cost")
+    ap.add_argument("--workers", type=int, default=1, help="`workers` of the merpati servers")
     args = ap.parse_args()
+    global WORKERS
+    WORKERS = args.workers
     if args.core:
         core_speed()
         return 0

@@ -113,3 +113,27 @@ def test_a_dead_worker_is_restarted_and_none_outlives_the_main_process(
     assert not _alive(second), "the worker outlived the main process"
     srv.start()  # and the ports are free again
     eventually(lambda: len(_worker_pids(srv)) == 3)
+
+
+def test_the_worker_serves_smtp_with_a_journal_and_agent_of_its_own(
+    server_factory: Callable[..., MerpatiServer],
+) -> None:
+    srv = _start(server_factory)
+    with _main_paused(srv):  # every connection now goes to the worker
+        with smtplib.SMTP(*srv.address("smtp"), timeout=10) as c:
+            for n in range(5):
+                msg = f"Subject: w{n}\r\n\r\nhi\r\n"
+                assert c.sendmail("x@remote.example", [ALICE], msg) == {}
+        # The worker journals into intake.1 while the main process holds intake.
+        assert (srv.data_dir / "intake.1" / "lock").exists()
+        m = imaplib.IMAP4(*srv.address("imap"), timeout=10)
+        m.login(ALICE, PASSWORD)
+
+        def five() -> bool:
+            m.select("INBOX")
+            typ, data = m.uid("SEARCH", "ALL")
+            return typ == "OK" and len(data[0].split()) == 5
+
+        eventually(five)  # delivered by the worker's own agent while the main process sleeps
+        m.logout()
+    assert "event=agent.started" in srv.log()

@@ -165,9 +165,10 @@ class AgentClient:
 # -- the agent process -----------------------------------------------------------------------
 
 
-class _QueueWriter:
-    """``OutboundQueue`` for the agent: writes to the queue's store; the main process's queue
-    runner sends (the agent tells it to wake, and it looks at least every second anyway)."""
+class QueueWriter:
+    """``OutboundQueue`` for the agent and for worker processes: writes to the queue's store;
+    the main process's queue runner sends (the agent tells it to wake; a worker's mail waits
+    for the runner's next look, at least once a second)."""
 
     def __init__(self, data_dir: Path) -> None:
         from merpati.queue.store import QueueStore
@@ -181,6 +182,9 @@ class _QueueWriter:
 
     def wake(self) -> None:
         pass  # the answer's "queued" count wakes the main process's runner
+
+    async def stop(self) -> None:
+        await asyncio.to_thread(self.store.close)
 
 
 async def serve_agent(config: Config) -> int:
@@ -199,7 +203,7 @@ async def serve_agent(config: Config) -> int:
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     app = build_app(config)
     switch_user(app)
-    queue = _QueueWriter(config.data_dir)
+    queue = QueueWriter(config.data_dir)
     app.queue = queue
     app.deliver = make_deliverer(app)
     journal = Path(os.environ.get(AGENT_JOURNAL_ENV) or config.data_dir / "intake")
@@ -249,7 +253,7 @@ async def serve_agent(config: Config) -> int:
     with contextlib.suppress(Exception):
         writer.close()
     await app.mailstore.close()
-    await asyncio.to_thread(queue.store.close)
+    await queue.stop()
     app.accounts.close()
     return 0
 

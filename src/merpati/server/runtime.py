@@ -32,7 +32,13 @@ from merpati.logging import EventLog
 from merpati.metrics import Metrics
 from merpati.server import registry
 from merpati.server.listeners import Acceptor
-from merpati.server.workers import WORKER_LISTENERS, WorkerPool, inherited, worker_count
+from merpati.server.workers import (
+    SMTP_LISTENERS,
+    WORKER_LISTENERS,
+    WorkerPool,
+    inherited,
+    worker_count,
+)
 from merpati.tls import TLSManager
 
 
@@ -172,7 +178,7 @@ async def serve(config: Config) -> int:
     await stop.wait()
 
     app.log.event("server.stopping", sessions=len(acceptor.tasks))
-    await _shut_down(app, acceptor, [*([pool] if pool is not None else []), *reversed(services)])
+    await _shut_down(app, acceptor, list(reversed(services)), alongside=pool)
     app.log.event("server.stopped")
     return 0
 
@@ -195,18 +201,23 @@ def _reload_tls(app: App) -> None:
         app.log.event("tls.reload_failed", error=str(exc))
 
 
-async def _shut_down(app: App, acceptor: Acceptor, services: list[registry.Service]) -> None:
-    """Stop accepting; live sessions get ``shutdown_grace`` while ``services`` stop (the
-    first, the worker pool, side by side with the sessions; the rest after them, in order);
-    then the stores close."""
+async def _shut_down(
+    app: App,
+    acceptor: Acceptor,
+    services: list[registry.Service],
+    alongside: registry.Service | None = None,
+) -> None:
+    """Stop accepting; live sessions get ``shutdown_grace`` while ``alongside`` (the worker
+    pool) stops side by side with them; then ``services`` stop in order; then the stores
+    close."""
     app.stopping.set()
     acceptor.stop_accepting()
-    first = asyncio.create_task(services[0].stop()) if services else None
+    first = asyncio.create_task(alongside.stop()) if alongside is not None else None
     await acceptor.drain(app.config.limits.shutdown_grace)
     if first is not None:
         with contextlib.suppress(Exception):
             await first
-    for service in services[1:]:
+    for service in services:
         with contextlib.suppress(Exception):
             await service.stop()
     await app.mailstore.close()
@@ -214,8 +225,9 @@ async def _shut_down(app: App, acceptor: Acceptor, services: list[registry.Servi
 
 
 async def serve_worker(config: Config, index: int) -> int:
-    """One worker process of ``merpati serve`` (merpati.server.workers): IMAP and POP3 on the
-    listening sockets the main process handed down, until SIGTERM or the main process ends."""
+    """One worker process of ``merpati serve`` (merpati.server.workers): SMTP, IMAP and POP3 on
+    the listening sockets the main process handed down, until SIGTERM or the main process
+    ends."""
     handed = inherited()
     if handed is None:
         raise OperationalError("serve --worker is started by merpati serve itself")
@@ -224,6 +236,8 @@ async def serve_worker(config: Config, index: int) -> int:
     app = build_app(config)
     acceptor = Acceptor(app)
     acceptor.id_prefix = f"w{index}."
+    # Before the first connection: SMTP answers from the journal only once it is open.
+    services = await _smtp_services(app) if set(listeners) & set(SMTP_LISTENERS) else []
     for name, fds in listeners.items():
         spec = cast(registry.ListenerSpec, registry.resolve(registry.LISTENER_FACTORIES[name])(app))
         socks = [socket.socket(fileno=fd) for fd in fds]
@@ -239,11 +253,25 @@ async def serve_worker(config: Config, index: int) -> int:
         stop.set()
 
     loop.add_reader(parent, parent_gone)
+    app.serving.set()
     app.log.event("worker.ready", index=index, pid=os.getpid())
     await stop.wait()
-    await _shut_down(app, acceptor, [])
+    await _shut_down(app, acceptor, services)
     app.log.event("worker.stopped", index=index)
     return 0
+
+
+async def _smtp_services(app: App) -> list[registry.Service]:
+    """What SMTP needs in a worker: a journal of its own with its own delivery agent, and the
+    queue's store for remote recipients (the main process's runner sends them)."""
+    from merpati.delivery.agent import QueueWriter
+    from merpati.delivery.intake import start_intake
+
+    queue = QueueWriter(app.config.data_dir)
+    app.queue = queue
+    app.deliver = make_deliverer(app)
+    intake = await start_intake(app)
+    return [intake, queue] if intake is not None else [queue]
 
 
 def run_worker(config: Config, index: int) -> int:

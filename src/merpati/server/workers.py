@@ -1,12 +1,15 @@
-"""Worker processes: IMAP and POP3 on more than one core.
+"""Worker processes: SMTP, IMAP and POP3 on more than one core.
 
 Python runs one thread of Python at a time, so one process serves IMAP from one core; Dovecot
 runs a process per connection. With ``workers = N`` (0: one per CPU) ``merpati serve`` starts
-N - 1 more processes that serve the ``imap``, ``imaps``, ``pop3`` and ``pop3s`` listeners
-beside it. The main process binds every socket (before dropping privileges, so ports below
-1024 work) and hands those listening sockets to each worker (``pass_fds``); every process
-accepts on them, and whichever is free first takes the connection. SMTP, the intake journal,
-the queue and HTTP stay in the main process alone.
+N - 1 more processes that serve the ``smtp``, ``submission``, ``submissions``, ``imap``,
+``imaps``, ``pop3`` and ``pop3s`` listeners beside it. The main process binds every socket
+(before dropping privileges, so ports below 1024 work) and hands those listening sockets to
+each worker (``pass_fds``); every process accepts on them, and whichever is free first takes
+the connection. A worker serving SMTP has an intake journal of its own (``intake.K``, see
+``merpati.delivery.journal.claim``) and its own delivery agent; it writes remote mail into the
+queue's store, and the main process's queue runner, which looks at least once a second, sends
+it. The queue runner and HTTP stay in the main process alone.
 
 What the processes share goes through the data directory, as with two ``merpati serve`` on
 one data dir (docs/mailstore.md): the account database, the mail store and its change feed
@@ -35,7 +38,8 @@ from dataclasses import dataclass, field
 from merpati.app import App
 from merpati.config import Config
 
-WORKER_LISTENERS = ("imap", "imaps", "pop3", "pop3s")
+WORKER_LISTENERS = ("smtp", "submission", "submissions", "imap", "imaps", "pop3", "pop3s")
+SMTP_LISTENERS = ("smtp", "submission", "submissions")
 FDS_ENV = "MERPATI_WORKER_FDS"  # {"listeners": {name: [fd, ...]}, "parent": fd}
 RESTART_DELAY = 1.0
 

@@ -5,7 +5,9 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
+import os
 import shutil
+import signal
 import smtplib
 import subprocess
 import sys
@@ -16,7 +18,7 @@ from pathlib import Path
 import pytest
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-from harness import MerpatiServer
+from harness import MerpatiServer, eventually
 
 SMTP_LISTENERS = ("smtp", "submission", "submissions")
 ALICE = "alice@example.org"
@@ -131,18 +133,15 @@ def _message(n: int) -> bytes:
     return f"Subject: crash-{n}\r\nX-Digest: {digest}\r\n\r\n".encode() + body
 
 
-@pytest.mark.slow
-def test_sigkill_mid_stream_loses_nothing_acknowledged(mta: MerpatiServer) -> None:
-    if not _durable_store_available():
-        pytest.skip("the durable (embedded Maildir) mail store is not on this branch yet")
-    acked: list[int] = []
-    attempted: list[int] = []
-    stop = threading.Event()
+def _streams(
+    mta: MerpatiServer, count: int, acked: list[int], attempted: list[int], stop: threading.Event
+) -> list[threading.Thread]:
+    """``count`` SMTP sessions sending numbered messages until ``stop`` (or an error)."""
 
     def stream(first: int) -> None:
         n = first
         try:
-            with smtplib.SMTP(mta.host, mta.ports["smtp"], timeout=10) as c:
+            with smtplib.SMTP(mta.host, mta.ports["smtp"], timeout=20) as c:
                 while not stop.is_set():
                     attempted.append(n)
                     c.sendmail("x@remote.example", [ALICE], _message(n))
@@ -151,12 +150,27 @@ def test_sigkill_mid_stream_loses_nothing_acknowledged(mta: MerpatiServer) -> No
         except (smtplib.SMTPException, OSError):
             return
 
-    threads = [threading.Thread(target=stream, args=(i * 100_000,)) for i in range(4)]
+    threads = [threading.Thread(target=stream, args=(i * 100_000,)) for i in range(count)]
     for t in threads:
         t.start()
-    deadline = time.monotonic() + 20
-    while len(acked) < 40 and time.monotonic() < deadline:
+    return threads
+
+
+def _wait_for(acked: list[int], count: int, seconds: float = 20) -> None:
+    deadline = time.monotonic() + seconds
+    while len(acked) < count and time.monotonic() < deadline:
         time.sleep(0.02)
+
+
+@pytest.mark.slow
+def test_sigkill_mid_stream_loses_nothing_acknowledged(mta: MerpatiServer) -> None:
+    if not _durable_store_available():
+        pytest.skip("the durable (embedded Maildir) mail store is not on this branch yet")
+    acked: list[int] = []
+    attempted: list[int] = []
+    stop = threading.Event()
+    threads = _streams(mta, 4, acked, attempted, stop)
+    _wait_for(acked, 40)
     mta.kill()  # SIGKILL while the streams are mid-transaction
     stop.set()
     for t in threads:
@@ -193,32 +207,13 @@ def _agent_pid(mta: MerpatiServer) -> int:
 def test_sigkill_of_the_delivery_agent_loses_and_doubles_nothing(mta: MerpatiServer) -> None:
     """The agent dies mid-delivery: SMTP goes on answering, the server starts another agent
     and hands it every group not yet answered; each message lands exactly once."""
-    import os
-    import signal
-
-    from harness import eventually
-
     acked: list[int] = []
     stop = threading.Event()
-
-    def stream(first: int) -> None:
-        n = first
-        with smtplib.SMTP(mta.host, mta.ports["smtp"], timeout=20) as c:
-            while not stop.is_set():
-                c.sendmail("x@remote.example", [ALICE], _message(n))
-                acked.append(n)
-                n += 1
-
     first_agent = eventually(lambda: _agent_pid(mta))
-    threads = [threading.Thread(target=stream, args=(i * 100_000,)) for i in range(3)]
-    for t in threads:
-        t.start()
-    deadline = time.monotonic() + 20
-    while len(acked) < 30 and time.monotonic() < deadline:
-        time.sleep(0.02)
+    threads = _streams(mta, 3, acked, [], stop)
+    _wait_for(acked, 30)
     os.kill(first_agent, signal.SIGKILL)
-    while len(acked) < 60 and time.monotonic() < deadline:
-        time.sleep(0.02)  # accepted while no agent runs
+    _wait_for(acked, 60)  # accepted while no agent runs
     stop.set()
     for t in threads:
         t.join(15)

@@ -30,6 +30,7 @@ import json
 import os
 import signal
 import socket
+from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -52,6 +53,18 @@ LINE_LIMIT = 64 * 1024 * 1024  # a group of references is far smaller
 
 def _encode(message: dict[str, Any]) -> bytes:
     return json.dumps(message, separators=(",", ":")).encode() + b"\n"
+
+
+async def _messages(reader: asyncio.StreamReader) -> AsyncIterator[dict[str, Any]]:
+    """The JSON lines the other side sends, until its socket ends."""
+    while True:
+        try:
+            line = await reader.readline()
+        except (OSError, ValueError):
+            return
+        if not line:
+            return
+        yield json.loads(line)
 
 
 @dataclass
@@ -128,14 +141,7 @@ class AgentClient:
             await asyncio.sleep(RESTART_DELAY)
 
     async def _read(self, reader: asyncio.StreamReader) -> None:
-        while True:
-            try:
-                line = await reader.readline()
-            except (OSError, ValueError):
-                return
-            if not line:
-                return
-            answer = json.loads(line)
+        async for answer in _messages(reader):
             entry = self._pending.get(int(answer["g"]))
             if entry is not None and not entry[1].done():
                 entry[1].set_result(answer)
@@ -236,14 +242,7 @@ async def serve_agent(config: Config) -> int:
             app.log.event("intake.error", stage="agent", error=repr(exc))
         writer.write(_encode({"g": gid, "done": done, "queued": queued}))
 
-    while True:
-        try:
-            line = await reader.readline()
-        except (OSError, ValueError):
-            break
-        if not line:
-            break
-        request = json.loads(line)
+    async for request in _messages(reader):
         task = asyncio.get_running_loop().create_task(handle(int(request["g"]), request["refs"]))
         tasks.add(task)
         task.add_done_callback(tasks.discard)

@@ -208,13 +208,24 @@ class EmbeddedMailStore:
             ]
             # (delivery, target, account, folder, flags, quota) for every target to prepare
             plans: list[tuple[int, int, Account, str, frozenset[str], int | None]] = []
+            # A group's targets repeat (the same accounts, INBOX): each looked up once.
+            accounts: dict[str, tuple[Account, int | None]] = {}
+            folders: dict[str, str] = {}
             for di, delivery in enumerate(deliveries):
                 for ti, target in enumerate(delivery.targets):
                     try:
-                        folder = normalise_folder(target.folder)
-                        acct = await self.open_account(target.account)
-                        limit = self.quota_lookup(target.account)
-                        flags = normalise_flags(target.flags)
+                        folder = folders.get(target.folder)
+                        if folder is None:
+                            folder = folders[target.folder] = normalise_folder(target.folder)
+                        known = accounts.get(target.account)
+                        if known is None:
+                            acct = await self.open_account(target.account)
+                            known = accounts[target.account] = (
+                                acct,
+                                self.quota_lookup(target.account),
+                            )
+                        acct, limit = known
+                        flags = normalise_flags(target.flags) if target.flags else frozenset()
                         plans.append((di, ti, acct, folder, flags, limit))
                     except MailStoreError as exc:
                         results[di][ti] = exc

@@ -210,7 +210,10 @@ class Intake:
                 records.append(encode(KIND_DONE, 0, done_payload(done)))
             segment = self._writer.path
             try:
-                offset = await self._append(records)
+                if writes:
+                    offset = await self._append(records)
+                else:  # DONE records alone need no fsync of their own (docs/smtp.md)
+                    offset = self._writer.append(records, sync=False)
             except OSError as exc:
                 self.app.log.event("intake.error", stage="journal", error=str(exc))
                 for _, _, future in writes:
@@ -240,9 +243,9 @@ class Intake:
     async def _append(self, records: list[bytes]) -> int:
         """Write and fdatasync ``records``. On the event loop's own thread while that takes
         under ``INLINE_SYNC_SECONDS`` on average: handing a fast fsync to the writer thread and
-        being woken for its result cost the loop more than the fsync (about two thirds of a
-        message's time with one session); a slow disk goes back to the thread, so the loop
-        never waits for it."""
+        being woken for its result cost the loop more than the fsync itself (20 sessions:
+        1,813-1,903 msg/s inline against 1,554-1,700 with the thread for groups of three or
+        more); a slow disk goes back to the thread, so the loop never waits for it."""
         started = time.monotonic()
         if self._sync_seconds < INLINE_SYNC_SECONDS:
             try:

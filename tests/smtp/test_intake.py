@@ -260,3 +260,37 @@ def test_a_server_delivers_what_a_gone_servers_journal_holds(tmp_path: Path) -> 
         assert not gone.exists()
     finally:
         server.stop()
+
+
+def test_a_slow_disk_moves_journal_writes_to_the_writer_thread(
+    srv: InProcServer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Journal writes run on the event loop's thread only while they are fast; past the
+    threshold (here: any write) they go to the writer thread, and everything still works."""
+    import threading
+
+    from merpati.delivery import intake as intake_module
+    from merpati.delivery.journal import SegmentWriter as Writer
+
+    threads: set[str] = set()
+    original = Writer.append
+
+    def append(self: Writer, records: list[bytes], sync: bool = True) -> int:
+        if sync:
+            threads.add(threading.current_thread().name)
+        return original(self, records, sync)
+
+    monkeypatch.setattr(Writer, "append", append)
+
+    def send(tag: str) -> None:
+        with smtplib.SMTP(srv.host, srv.ports["smtp"], timeout=10) as c:
+            for n in range(3):
+                c.sendmail("s@remote.example", [ALICE], f"Subject: {tag}{n}\r\n\r\nb\r\n".encode())
+
+    send("fast")  # a fast disk: on the loop's own thread
+    assert threads and not any(name.startswith("intake-journal") for name in threads)
+    threads.clear()
+    monkeypatch.setattr(intake_module, "INLINE_SYNC_SECONDS", 0.0)
+    send("slow")
+    assert eventually(lambda: len(srv.inbox(ALICE)) == 6)
+    assert threads and all(name.startswith("intake-journal") for name in threads)

@@ -294,3 +294,29 @@ def test_a_slow_disk_moves_journal_writes_to_the_writer_thread(
     send("slow")
     assert eventually(lambda: len(srv.inbox(ALICE)) == 6)
     assert threads and all(name.startswith("intake-journal") for name in threads)
+
+
+def test_a_message_the_store_cannot_take_fails_alone_not_its_group(
+    srv: InProcServer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Deliveries go to the store in groups; one message it fails on (here: its MIME scan
+    raises) goes to the queue for a retry, and the rest of its group is delivered."""
+    from merpati.mailstore.embedded import mailbox
+
+    real_scan = mailbox.scan
+
+    def scan(data: bytes):  # type: ignore[no-untyped-def]
+        if b"POISON" in data:
+            raise ValueError("a scanner bug")
+        return real_scan(data)
+
+    monkeypatch.setattr(mailbox, "scan", scan)
+    with smtplib.SMTP(srv.host, srv.ports["smtp"], timeout=10) as c:
+        for body in (b"one", b"POISON", b"three"):
+            c.sendmail("s@remote.example", [ALICE], b"Subject: g\r\n\r\n" + body + b"\r\n")
+    stored = eventually(lambda: len(srv.inbox(ALICE)) == 2 and srv.inbox(ALICE))
+    assert sorted(m.rsplit(b"\r\n\r\n", 1)[1] for m in stored) == [b"one\r\n", b"three\r\n"]
+    assert srv.queue is not None
+    queue = srv.queue
+    ((_, message, rcpts),) = eventually(lambda: queue.items)
+    assert b"POISON" in message and [r.address for r in rcpts] == [ALICE]

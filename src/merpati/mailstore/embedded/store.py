@@ -257,7 +257,7 @@ class EmbeddedMailStore:
                         out.append((di, ti, job))
                     except MailStoreError as exc:
                         out.append((di, ti, exc))
-                    except (OSError, sqlite3.Error):
+                    except Exception:  # this message's failure only, not its group's
                         out.append((di, ti, StorageFailure("the message could not be stored")))
                 return out
 

@@ -4,13 +4,15 @@
 (``merpati.delivery.journal``); SMTP sends its ``250`` then. That is one ``fdatasync`` for a
 group of messages, where delivering into the mailboxes first costs a file, a directory and an
 index fsync per account (rfc5321:4.2.5 and 6.1 ask only that the message be durable, "in the
-queue" as Postfix puts it, before the ``250``). Right after the fsync the message goes through
-the one ``deliver`` function; recipients that fail there (a mailbox filled up since RCPT, an
-account removed) are handed to the outbound queue, which retries local recipients and sends
-the bounce when it must (issue 4: "else a bounce"). Then a ``DONE`` record for the message is
-written with the next group. After a crash, every message without ``DONE`` is delivered again
-at start: nothing acknowledged is lost; a message delivered just before the crash whose
-``DONE`` was not yet durable arrives twice (as with Postfix, a duplicate beats a loss).
+queue" as Postfix puts it, before the ``250``). Journaled messages are then delivered in
+groups (up to 64, or after 50 ms) by the delivery agent process (``merpati.delivery.agent``;
+in an in-process server, by this process) through the one ``deliver`` function; recipients
+that fail there (a mailbox filled up since RCPT, an account removed) are handed to the
+outbound queue, which retries local recipients and sends the bounce when it must (issue 4:
+"else a bounce"). Then a ``DONE`` record for each message is written. After a crash, every
+message without ``DONE`` is delivered again at start: nothing acknowledged is lost, and a
+message delivered just before the crash is recognised by its delivery key and not stored
+twice.
 
 At most ``[limits] intake_backlog`` bytes of accepted messages wait for delivery; past that,
 ``accept`` waits, so a sender faster than the mailboxes is slowed to their pace.
@@ -27,7 +29,7 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import replace
 from pathlib import Path
 from secrets import token_hex
-from typing import TYPE_CHECKING, Any, TypeVar
+from typing import TYPE_CHECKING, Any
 
 from merpati.delivery.agent import AgentClient
 from merpati.delivery.api import Envelope
@@ -55,7 +57,6 @@ from merpati.durable import fsync_dir
 if TYPE_CHECKING:
     from merpati.app import App
 
-T = TypeVar("T")
 SEGMENT_BYTES = 64 * 1024 * 1024
 DONE_FLUSH_SECONDS = 0.02
 DELIVERY_DELAY_SECONDS = 0.05  # how long a journaled message waits for others to go with

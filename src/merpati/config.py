@@ -229,8 +229,8 @@ class Config:
     hostname: str = _field("localhost", "hostname")
     data_dir: Path = _field(Path("merpati-data"), "path")
     user: str = _field("", "str")
-    # Processes serving IMAP and POP3 (merpati.server.workers); 0: one per CPU.
-    workers: int = _field(1, "int", "processes serving IMAP and POP3; 0: one per CPU")
+    # Processes serving SMTP, IMAP and POP3 (merpati.server.workers); 0: one per CPU.
+    workers: int = _field(1, "int", "processes serving SMTP, IMAP and POP3; 0: one per CPU")
     listen: ListenConfig = field(default_factory=ListenConfig)
     tls: TLSConfig = field(default_factory=TLSConfig)
     dns: DNSConfig = field(default_factory=DNSConfig)

@@ -98,6 +98,18 @@ def display_domain(domain: str) -> str:
         return domain
 
 
+def client_ip(text: str) -> ipaddress.IPv4Address | ipaddress.IPv6Address | None:
+    """A client's IP address, an IPv4-mapped IPv6 address as the IPv4 address it is (what
+    DNSBLs, greylisting, SPF and trusted networks must see); None if ``text`` is not one."""
+    try:
+        addr = ipaddress.ip_address(text)
+    except ValueError:
+        return None
+    if isinstance(addr, ipaddress.IPv6Address) and addr.ipv4_mapped is not None:
+        return addr.ipv4_mapped
+    return addr
+
+
 def _address_literal(text: str) -> str:
     inner = text[1:-1]
     try:

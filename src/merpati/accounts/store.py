@@ -6,9 +6,9 @@ accounts, quotas, aliases, expansions) are remembered until the database changes
 more than ``SIGNATURE_SECONDS`` (1 ms) after the last look compares the size, mtime and inode
 of ``accounts.db`` and its ``-wal`` file with what they were (two ``stat`` calls, where the
 queries cost five to ten SQLite statements per message), and a write through this store
-forgets everything at once. As a bound on what a same-tick write in
-another process could hide, everything is also forgotten every second. Addresses and domains
-are stored in canonical form (``merpati.address``).
+forgets everything at once. As a bound on what a same-tick write in another process could
+hide, everything is also forgotten every second. Addresses and domains are stored in
+canonical form (``merpati.address``).
 
 Recipient resolution (``expand``) lives here because it is alias logic: aliases first (an alias
 may shadow an account of the same name, as Postfix's virtual alias maps do), then the account,

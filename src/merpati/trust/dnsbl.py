@@ -20,6 +20,7 @@ from __future__ import annotations
 import asyncio
 import ipaddress
 
+from merpati.address import client_ip
 from merpati.trust.lookup import DnsTempError, Lookup
 
 __all__ = ["DNSBL_DEADLINE", "check", "query_name", "reply"]
@@ -29,12 +30,9 @@ DNSBL_DEADLINE = 5.0  # seconds for all zones together
 
 def query_name(ip: str, zone: str) -> str | None:
     """rfc5782:2.1/2.4 the name to ask, None for an address that is never looked up."""
-    try:
-        addr = ipaddress.ip_address(ip)
-    except ValueError:
+    addr = client_ip(ip)
+    if addr is None:
         return None
-    if isinstance(addr, ipaddress.IPv6Address) and addr.ipv4_mapped is not None:
-        addr = addr.ipv4_mapped
     if isinstance(addr, ipaddress.IPv4Address):
         labels = str(addr).split(".")
     else:

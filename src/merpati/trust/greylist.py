@@ -29,6 +29,8 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
+from merpati.address import client_ip
+
 __all__ = [
     "AUTO_WHITELIST_AFTER",
     "GREYLIST_REPLY",
@@ -65,12 +67,9 @@ class GreylistDecision:
 
 
 def client_network(ip: str) -> str:
-    try:
-        addr = ipaddress.ip_address(ip)
-    except ValueError:
+    addr = client_ip(ip)
+    if addr is None:
         return ip
-    if isinstance(addr, ipaddress.IPv6Address) and addr.ipv4_mapped is not None:
-        addr = addr.ipv4_mapped
     prefix = 24 if addr.version == 4 else 64
     return str(ipaddress.ip_network(f"{addr}/{prefix}", strict=False))
 

@@ -27,6 +27,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from merpati.address import client_ip
 from merpati.config import Config
 
 if TYPE_CHECKING:
@@ -138,10 +139,7 @@ def _in_networks(
     ip: str, trusted: tuple[ipaddress.IPv4Network | ipaddress.IPv6Network, ...]
 ) -> bool:
     """Is ``ip`` in one of ``trusted``? (Remembered: asked for every message of a client.)"""
-    try:
-        addr = ipaddress.ip_address(ip)
-    except ValueError:
+    addr = client_ip(ip)
+    if addr is None:
         return False
-    if isinstance(addr, ipaddress.IPv6Address) and addr.ipv4_mapped is not None:
-        addr = addr.ipv4_mapped
     return any(addr in net for net in trusted if net.version == addr.version)

@@ -18,6 +18,7 @@ import urllib.parse
 from dataclasses import dataclass, field
 from typing import Literal
 
+from merpati.address import client_ip
 from merpati.trust.lookup import DnsTempError, Lookup
 
 __all__ = [
@@ -91,9 +92,9 @@ def _valid_domain(domain: str) -> bool:
 
 
 def _client_ip(text: str) -> ipaddress.IPv4Address | ipaddress.IPv6Address:
-    ip = ipaddress.ip_address(text.strip().strip("[]").removeprefix("IPv6:"))
-    if isinstance(ip, ipaddress.IPv6Address) and ip.ipv4_mapped is not None:
-        return ip.ipv4_mapped
+    ip = client_ip(text.strip().strip("[]").removeprefix("IPv6:"))
+    if ip is None:
+        raise ValueError(f"not an IP address: {text!r}")
     return ip
 
 

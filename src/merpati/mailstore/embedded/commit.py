@@ -15,7 +15,6 @@ Only after COMMIT does an append's future resolve: then the message survives a p
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import os
 import sqlite3
 import time
@@ -33,7 +32,7 @@ from merpati.mailstore.api import (
 )
 from merpati.mailstore.embedded.account import Account
 from merpati.mailstore.embedded.index import transaction
-from merpati.mailstore.embedded.layout import filename, sync_dirs, sync_many
+from merpati.mailstore.embedded.layout import filename, sync_dirs, sync_many, unlink_if_there
 from merpati.mailstore.embedded.sync import FolderRow, assign_keywords, dir_mtimes, folder_row
 
 
@@ -87,7 +86,7 @@ def commit_batch(jobs: list[AppendJob]) -> list[Outcome]:
         outcomes.update(_commit_account(groups[0]))
     for i, job in enumerate(jobs):
         if not isinstance(outcomes[i], AppendResult):
-            _unlink(job.tmp)
+            unlink_if_there(job.tmp)
     return [outcomes[i] for i in range(len(jobs))]
 
 
@@ -138,8 +137,7 @@ def _commit_account(jobs: list[tuple[int, AppendJob]]) -> dict[int, Outcome]:
                     )
                     uid, modseq = st[2], st[3] + 1
                     st[2], st[3] = uid + 1, modseq
-                    folder_dir = f"{account.root_str}/{row.dirname}"
-                    final = f"{folder_dir}/{rel}"
+                    final = f"{account.root_str}/{row.dirname}/{rel}"
                     os.rename(job.tmp, final)
                     placed.append((job.tmp, final))
                     dirs.add(os.path.dirname(final))
@@ -192,7 +190,7 @@ def _commit_account(jobs: list[tuple[int, AppendJob]]) -> dict[int, Outcome]:
                     pass
             return {i: StorageFailure("the message could not be stored") for i, _ in jobs}
     for tmp in duplicates:
-        _unlink(tmp)
+        unlink_if_there(tmp)
     return outcomes
 
 
@@ -239,8 +237,3 @@ class GroupCommitter:
 
     def shutdown(self) -> None:
         self._batch_thread.shutdown(wait=True)
-
-
-def _unlink(path: str) -> None:
-    with contextlib.suppress(FileNotFoundError):
-        os.unlink(path)

@@ -281,6 +281,12 @@ def make_maildir(path: Path) -> None:
         (path / sub).mkdir(parents=True, exist_ok=True)
 
 
+def unlink_if_there(path: str | Path) -> None:
+    """Remove a file; already gone is fine."""
+    with contextlib.suppress(FileNotFoundError):
+        os.unlink(path)
+
+
 def write_file(path: str | Path, data: bytes, mtime: float | None) -> int:
     """Write ``data`` to a new file (not yet fsynced); return the open descriptor."""
     fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
@@ -293,7 +299,6 @@ def write_file(path: str | Path, data: bytes, mtime: float | None) -> int:
             os.utime(fd, (mtime, mtime))
     except BaseException:
         os.close(fd)
-        with contextlib.suppress(FileNotFoundError):
-            os.unlink(path)
+        unlink_if_there(path)
         raise
     return fd

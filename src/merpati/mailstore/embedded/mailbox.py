@@ -8,7 +8,6 @@ wake the change feed once the work has been committed.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import os
 import sqlite3
 import time
@@ -29,7 +28,12 @@ from merpati.mailstore.api import (
 from merpati.mailstore.embedded import changes
 from merpati.mailstore.embedded.account import Account
 from merpati.mailstore.embedded.commit import AppendJob
-from merpati.mailstore.embedded.layout import filename, new_basename, write_file
+from merpati.mailstore.embedded.layout import (
+    filename,
+    new_basename,
+    unlink_if_there,
+    write_file,
+)
 from merpati.mailstore.embedded.sync import FolderRow
 from merpati.mailstore.names import is_under, normalise_flags, normalise_folder
 from merpati.mime import serial
@@ -275,7 +279,7 @@ def _prepare(
         try:
             os.fsync(fd)
         except OSError:
-            _unlink(tmp)
+            unlink_if_there(tmp)
             raise
         finally:
             os.close(fd)
@@ -301,7 +305,7 @@ def _prepare_many(
         for job in jobs:
             if job.fd is not None:
                 os.close(job.fd)
-            _unlink(job.tmp)
+            unlink_if_there(job.tmp)
         raise
     return jobs
 
@@ -340,8 +344,3 @@ def link_job(
         first.structure,
         limit,
     )
-
-
-def _unlink(path: str) -> None:
-    with contextlib.suppress(FileNotFoundError):
-        os.unlink(path)

@@ -200,6 +200,9 @@ class LimitsConfig:
     shutdown_grace: float = _field(10.0, "duration")
     # Accepted bytes waiting in the intake journal for their mailboxes; past it SMTP waits.
     intake_backlog: int = _field(64 * 1024**2, "size", "accepted bytes awaiting delivery")
+    # The delivery agent is killed and started again when it has had deliveries to do and
+    # answered none of them for this long (hung, not dead: a stuck disk, a stopped process).
+    delivery_stall: float = _field(120.0, "duration", "a delivery agent answering nothing")
 
 
 @dataclass(frozen=True, slots=True)

@@ -4,6 +4,7 @@ SMTP listeners, graceful shutdown, and the crash test (SIGKILL mid-stream, nothi
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import hashlib
 import os
 import shutil
@@ -229,6 +230,34 @@ def test_sigkill_of_the_delivery_agent_loses_and_doubles_nothing(mta: MerpatiSer
     numbers = _stored_numbers(mta)
     assert sorted(numbers) == sorted(set(numbers)), "a message was stored twice"
     assert want <= set(numbers), f"acknowledged but lost: {sorted(want - set(numbers))}"
+
+
+@pytest.mark.slow
+def test_a_hung_delivery_agent_is_killed_and_replaced(server_factory) -> None:  # type: ignore[no-untyped-def]
+    """A stopped agent (SIGSTOP: alive, answering nothing) is killed after
+    ``[limits] delivery_stall`` and a new one delivers what it was holding, once."""
+    mta: MerpatiServer = server_factory(
+        listeners=SMTP_LISTENERS, extra_toml='[limits]\ndelivery_stall = "1s"\n'
+    )
+    mta.add_user(ALICE, PASSWORD)
+    hung = eventually(lambda: _agent_pid(mta))
+    with smtplib.SMTP(mta.host, mta.ports["smtp"], timeout=10) as c:
+        c.sendmail("x@remote.example", [ALICE], _message(1))
+    eventually(lambda: _stored_numbers(mta) == [1], timeout=10)
+    os.kill(hung, signal.SIGSTOP)
+    try:
+        with smtplib.SMTP(mta.host, mta.ports["smtp"], timeout=10) as c:
+            for n in (2, 3, 4):  # journaled, so accepted while the agent hangs
+                assert c.sendmail("x@remote.example", [ALICE], _message(n)) == {}
+        eventually(lambda: "event=agent.stalled" in mta.log(), timeout=15)
+        assert eventually(lambda: _agent_pid(mta) != hung, timeout=10)
+        eventually(lambda: len(_stored_numbers(mta)) >= 4, timeout=15)
+    finally:
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(hung, signal.SIGCONT)
+    mta.stop()
+    assert sorted(_stored_numbers(mta)) == [1, 2, 3, 4]
+    assert "event=agent.stalled" in mta.log()
 
 
 def _stored_numbers(mta: MerpatiServer) -> list[int]:

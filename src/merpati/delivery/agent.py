@@ -16,9 +16,11 @@ in one JSON line; the agent reads the records from the journal, delivers them th
 and answers with the seqs that are done. The intake then writes their ``DONE`` records.
 
 If the agent dies, the intake starts another (at most once a second) and sends it every group
-not yet answered; a message delivered just before the death is recognised by its delivery key
-and not stored twice. The agent exits when its socket ends (the main process stopped, or was
-killed): it finishes the groups it has, so nothing is left half-done for long.
+not yet answered. If it hangs instead (a stuck disk or lock, a stopped process), it answers
+nothing while groups wait: after ``[limits] delivery_stall`` of that the intake kills it, and
+the same restart follows. A message delivered just before the death is recognised by its
+delivery key and not stored twice. The agent exits when its socket ends (the main process
+stopped, or was killed): it finishes the groups it has, so nothing is left half-done for long.
 """
 
 from __future__ import annotations
@@ -81,6 +83,9 @@ class AgentClient:
     _proc: asyncio.subprocess.Process | None = None
     _task: asyncio.Task[None] | None = None
     _stopping: bool = False
+    # When the agent last showed progress: an answer, its start, or work arriving while it
+    # had none. The watchdog measures a stall from here.
+    _progress: float = 0.0
 
     def start(self) -> None:
         self._task = asyncio.get_running_loop().create_task(self._keep())
@@ -89,7 +94,10 @@ class AgentClient:
         """Seqs of ``refs`` now durable in their mailboxes or the queue, and how many of
         them needed the queue."""
         gid = next(self._ids)
-        future: asyncio.Future[dict[str, Any]] = asyncio.get_running_loop().create_future()
+        loop = asyncio.get_running_loop()
+        future: asyncio.Future[dict[str, Any]] = loop.create_future()
+        if not self._pending:  # an idle agent is not a stalled one
+            self._progress = loop.time()
         self._pending[gid] = (refs, future)
         try:
             if self._writer is not None:
@@ -129,9 +137,14 @@ class AgentClient:
             self.app.log.event("agent.started", pid=self._proc.pid)
             reader, writer = await asyncio.open_unix_connection(sock=ours, limit=LINE_LIMIT)
             self._writer = writer
+            self._progress = asyncio.get_running_loop().time()
             for gid, (refs, _) in list(self._pending.items()):  # unanswered by the last one
                 self._send(writer, gid, refs)
-            await self._read(reader)
+            watchdog = asyncio.get_running_loop().create_task(self._watch(self._proc))
+            try:
+                await self._read(reader)
+            finally:
+                watchdog.cancel()
             self._writer = None
             writer.close()
             code = await self._proc.wait()
@@ -140,8 +153,29 @@ class AgentClient:
             self.app.log.event("agent.exited", pid=self._proc.pid, status=code)
             await asyncio.sleep(RESTART_DELAY)
 
+    async def _watch(self, proc: asyncio.subprocess.Process) -> None:
+        """Kill an agent that has had groups to deliver and answered none of them for
+        ``[limits] delivery_stall``; ``_keep`` then starts another and sends it those groups
+        again (their delivery keys keep anything it did finish from being stored twice)."""
+        stall = self.app.config.limits.delivery_stall
+        if stall <= 0:
+            return
+        loop = asyncio.get_running_loop()
+        while proc.returncode is None:
+            await asyncio.sleep(min(stall / 4, 5.0))
+            idle = loop.time() - self._progress
+            if self._pending and idle > stall:
+                self.app.log.event(
+                    "agent.stalled", pid=proc.pid, groups=len(self._pending), seconds=round(idle)
+                )
+                with contextlib.suppress(ProcessLookupError):
+                    proc.kill()  # SIGKILL: also ends a stopped process
+                return
+
     async def _read(self, reader: asyncio.StreamReader) -> None:
+        loop = asyncio.get_running_loop()
         async for answer in _messages(reader):
+            self._progress = loop.time()
             entry = self._pending.get(int(answer["g"]))
             if entry is not None and not entry[1].done():
                 entry[1].set_result(answer)

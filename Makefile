@@ -3,7 +3,7 @@ PYTHON ?= python3
 VENV   ?= .venv
 BIN    := $(VENV)/bin
 # Debian packages that interop tests drive (installed only when running as root, as CI does).
-APT_PACKAGES := swaks libnet-ssleay-perl libio-socket-ssl-perl fetchmail mutt isync
+APT_PACKAGES := swaks libnet-ssleay-perl libio-socket-ssl-perl fetchmail mutt isync postfix
 
 .PHONY: serve test venv dev-deps apt-deps lint typecheck pytest bench clean
 

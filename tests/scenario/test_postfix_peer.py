@@ -13,10 +13,8 @@ Skipped unless running as root with Debian's postfix installed (``make test`` in
 
 from __future__ import annotations
 
-import contextlib
 import email
 import email.policy
-import imaplib
 import smtplib
 import sys
 import time
@@ -29,6 +27,7 @@ import pytest
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from dnsserver import DNSServer
 from harness import MerpatiServer
+from mailread import imap_messages
 from postfix_peer import HOSTNAME, PostfixPeer, unavailable
 
 pytestmark = pytest.mark.skipif(unavailable() is not None, reason=str(unavailable()))
@@ -51,23 +50,7 @@ def _wait(cond: Callable[[], Any], timeout: float, what: str, log: Callable[[], 
 
 
 def _inbox(srv: MerpatiServer, user: str) -> list[email.message.Message]:
-    host, port = srv.address("imap")
-    imap = imaplib.IMAP4(host, port, timeout=20)
-    try:
-        imap.starttls(MerpatiServer.client_tls_context())
-        imap._mode_utf8()  # imaplib's switch to send commands as UTF-8
-        imap.login(f'"{user}"' if not user.isascii() else user, PASSWORD)  # 8-bit: quoted
-        imap.select("INBOX", readonly=True)
-        _, data = imap.search(None, "ALL")
-        raws = []
-        for num in data[0].split():
-            _, parts = imap.fetch(num, "(BODY.PEEK[])")
-            raws.append(parts[0][1])  # type: ignore[index]
-        imap.logout()
-    except BaseException:
-        with contextlib.suppress(OSError):
-            imap.shutdown()
-        raise
+    raws = imap_messages(srv, user, PASSWORD)
     return [email.message_from_bytes(r, policy=email.policy.SMTPUTF8) for r in raws]
 
 

@@ -13,12 +13,9 @@ root is needed; a short retry schedule keeps it quick.
 
 from __future__ import annotations
 
-import contextlib
 import email
 import email.policy
-import imaplib
 import json
-import poplib
 import smtplib
 import socket
 import sys
@@ -33,6 +30,7 @@ import pytest
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from dnsserver import DNSServer
 from harness import MerpatiServer
+from mailread import imap_messages, pop3_messages
 from merpati.server import registry
 
 A_IP, B_IP, DEAD_IP = "127.0.0.2", "127.0.0.3", "127.0.0.4"
@@ -95,39 +93,9 @@ class Domain:
     def mailbox(self, address: str, via: str = "") -> list[email.message.Message]:
         """Every message in the account's INBOX, read over POP3 (else IMAP) with STLS/STARTTLS;
         ``via`` picks the protocol."""
-        ctx = MerpatiServer.client_tls_context()
         via = via or _readers()[0]
-        raws: list[bytes] = []
-        if via == "pop3":
-            host, port = self.server.address("pop3")
-            pop = poplib.POP3(host, port, timeout=20)
-            try:
-                pop.stls(ctx)
-                pop.user(address)
-                pop.pass_(PASSWORD)
-                count, _ = pop.stat()
-                for i in range(1, count + 1):
-                    raws.append(b"\r\n".join(pop.retr(i)[1]))
-                pop.quit()
-            except BaseException:
-                pop.close()
-                raise
-        else:
-            host, port = self.server.address("imap")
-            imap = imaplib.IMAP4(host, port, timeout=20)
-            try:
-                imap.starttls(ctx)
-                imap.login(address, PASSWORD)
-                imap.select("INBOX", readonly=True)
-                _, data = imap.search(None, "ALL")
-                for num in data[0].split():
-                    _, parts = imap.fetch(num, "(BODY.PEEK[])")
-                    raws.append(parts[0][1])  # type: ignore[index]
-                imap.logout()
-            except BaseException:
-                with contextlib.suppress(OSError):
-                    imap.shutdown()
-                raise
+        read = pop3_messages if via == "pop3" else imap_messages
+        raws = read(self.server, address, PASSWORD)
         return [email.message_from_bytes(r, policy=email.policy.compat32) for r in raws]
 
     def find(self, address: str, message_id: str) -> email.message.Message | None:

@@ -10,9 +10,11 @@ import poplib
 import re
 import signal
 import smtplib
+import sys
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from pathlib import Path
 
 from harness import MerpatiServer, eventually
 
@@ -137,3 +139,35 @@ def test_the_worker_serves_smtp_with_a_journal_and_agent_of_its_own(
         eventually(five)  # delivered by the worker's own agent while the main process sleeps
         m.logout()
     assert "event=agent.started" in srv.log()
+
+
+def test_remote_mail_a_worker_accepts_goes_out_through_the_main_process(
+    server_factory: Callable[..., MerpatiServer],
+) -> None:
+    """The worker queues it (the main process is stopped meanwhile); once the main process
+    runs again, its queue runner (woken by the worker's SIGUSR1) sends it to the smarthost."""
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "queue"))
+    from fakesmtp import FakeSMTP
+    from qhelpers import ThreadedSink
+
+    with ThreadedSink(FakeSMTP()) as sink:
+        srv = server_factory(
+            f'[delivery]\nrelay_host = "127.0.0.1:{sink.port}"\nretry = ["1s"]\n',
+            listeners=("submission", "imap", "pop3"),
+            allow_plaintext_auth=True,
+            workers=2,
+        )
+        srv.add_user(ALICE, PASSWORD)
+        eventually(lambda: _worker_pids(srv))
+        with _main_paused(srv):
+            with smtplib.SMTP(*srv.address("submission"), timeout=10) as c:
+                c.login(ALICE, PASSWORD)
+                msg = f"From: {ALICE}\r\nSubject: out\r\n\r\nvia a worker\r\n"
+                assert c.sendmail(ALICE, ["bob@remote.example"], msg) == {}
+            time.sleep(0.5)
+            assert not sink.sink.transactions  # only the main process sends
+        eventually(lambda: sink.sink.transactions)
+        sent = sink.sink.transactions[0]
+        assert sent.rcpts == ["bob@remote.example"] and b"via a worker" in sent.data
+        assert "event=queue.attempt" in srv.log() and "result=delivered" in srv.log()
+        srv.stop()  # before the sink goes: the runner keeps its connection open for reuse

@@ -202,3 +202,30 @@ def test_sigkill_of_a_server_taking_and_sending_mail(server_factory: Any, dns: D
         srv.start()
         wait_sync(lambda: set(acked) <= _ids(ts.sink), timeout=40, what="every accepted message")
         assert srv.stop() == 0
+
+
+def test_submitted_remote_mail_is_sent_at_once(server_factory: Any) -> None:
+    """The delivery agent queues a remote recipient and its answer wakes the queue runner: the
+    message is on its way in well under the runner's own once-a-second look."""
+    import smtplib
+    import time
+
+    from harness import eventually
+
+    with ThreadedSink(FakeSMTP()) as ts:
+        srv = server_factory(
+            f'[delivery]\nrelay_host = "127.0.0.1:{ts.port}"\nretry = ["1s"]\n',
+            listeners=("submission",),
+            allow_plaintext_auth=True,
+        )
+        srv.add_user("a@c.test", "sender-pw-123")
+        waits = []
+        with smtplib.SMTP(*srv.address("submission"), timeout=10) as c:
+            c.login("a@c.test", "sender-pw-123")
+            for n in range(3):
+                started = time.monotonic()
+                c.sendmail("a@c.test", ["bob@b.test"], _message(n))
+                eventually(lambda n=n: n in _ids(ts.sink), interval=0.01)
+                waits.append(time.monotonic() - started)
+        assert min(waits) < 0.5, waits
+        srv.stop()  # before the sink goes: the runner keeps its connection for reuse

@@ -13,7 +13,8 @@ it has bound its sockets and dropped privileges, with one end of a socket pair. 
 sends each group of journaled messages as references (segment, offset, length of each record)
 in one JSON line; the agent reads the records from the journal, delivers them through the one
 ``deliver.many`` (``merpati.delivery.group``), hands failed recipients to the outbound queue,
-and answers with the seqs that are done. The intake then writes their ``DONE`` records.
+and answers with the seqs that are done, and whether anything went into the outbound queue
+(the intake then wakes the queue runner). The intake writes their ``DONE`` records.
 
 If the agent dies, the intake starts another (at most once a second) and sends it every group
 not yet answered. If it hangs instead (a stuck disk or lock, a stopped process), it answers
@@ -179,7 +180,7 @@ class AgentClient:
             entry = self._pending.get(int(answer["g"]))
             if entry is not None and not entry[1].done():
                 entry[1].set_result(answer)
-            if answer.get("queued"):
+            if answer.get("queued") or answer.get("wake"):
                 queue = self.app.queue
                 if queue is not None:
                     queue.wake()
@@ -207,13 +208,16 @@ class AgentClient:
 
 class QueueWriter:
     """``OutboundQueue`` for the agent and for worker processes: writes to the queue's store;
-    the main process's queue runner sends (the agent tells it to wake; a worker's mail waits
-    for the runner's next look, at least once a second)."""
+    the main process's queue runner sends. The agent's answers tell its intake to wake the
+    runner; a worker's ``wake`` sends the main process (``notify``) SIGUSR1, and the runner
+    also looks by itself at least once a second."""
 
-    def __init__(self, data_dir: Path) -> None:
+    def __init__(self, data_dir: Path, notify: int | None = None) -> None:
         from merpati.queue.store import QueueStore
 
         self.store = QueueStore.open(data_dir)
+        self._notify = notify
+        self.woken = False  # the agent passes this on in its next answer, then clears it
 
     async def enqueue(
         self, envelope: Envelope, message: bytes, recipients: tuple[Recipient, ...]
@@ -221,7 +225,12 @@ class QueueWriter:
         return await self.store.enqueue(envelope, message, recipients)
 
     def wake(self) -> None:
-        pass  # the answer's "queued" count wakes the main process's runner
+        self.woken = True
+        # Only while that process is still our parent: once it is gone, its pid may be another
+        # process's (a worker outliving the main process exits at once anyway).
+        if self._notify is not None and os.getppid() == self._notify:
+            with contextlib.suppress(OSError):
+                os.kill(self._notify, signal.SIGUSR1)
 
     async def stop(self) -> None:
         await asyncio.to_thread(self.store.close)
@@ -274,7 +283,8 @@ async def serve_agent(config: Config) -> int:
                 done, queued = result.done, result.queued
         except Exception as exc:  # what is not done is sent again by the intake
             app.log.event("intake.error", stage="agent", error=repr(exc))
-        writer.write(_encode({"g": gid, "done": done, "queued": queued}))
+        wake, queue.woken = queue.woken, False  # remote recipients went to the queue
+        writer.write(_encode({"g": gid, "done": done, "queued": queued, "wake": wake}))
 
     async for request in _messages(reader):
         task = asyncio.get_running_loop().create_task(handle(int(request["g"]), request["refs"]))

@@ -18,6 +18,7 @@ import signal
 import socket
 import sys
 from collections.abc import Awaitable, Callable
+from functools import partial
 from typing import cast
 
 from merpati.accounts.store import AccountStore
@@ -157,6 +158,9 @@ async def serve(config: Config) -> int:
         app.serving.set()
         count = worker_count(config.workers)
         if count > 1 and (fds := acceptor.descriptors(WORKER_LISTENERS)):
+            # A worker that queued remote mail says so with SIGUSR1 (before any worker runs:
+            # the signal's default action would end this process).
+            asyncio.get_running_loop().add_signal_handler(signal.SIGUSR1, partial(_wake_queue, app))
             pool = WorkerPool(app, fds, count - 1)
             await pool.start()
     except BaseException:
@@ -181,6 +185,11 @@ async def serve(config: Config) -> int:
     await _shut_down(app, acceptor, list(reversed(services)), alongside=pool)
     app.log.event("server.stopped")
     return 0
+
+
+def _wake_queue(app: App) -> None:
+    if app.queue is not None:
+        app.queue.wake()
 
 
 def _stop_on_signals(on_hup: Callable[[], None]) -> asyncio.Event:
@@ -267,7 +276,7 @@ async def _smtp_services(app: App) -> list[registry.Service]:
     from merpati.delivery.agent import QueueWriter
     from merpati.delivery.intake import start_intake
 
-    queue = QueueWriter(app.config.data_dir)
+    queue = QueueWriter(app.config.data_dir, notify=os.getppid())  # the main process
     app.queue = queue
     app.deliver = make_deliverer(app)
     intake = await start_intake(app)

@@ -8,8 +8,9 @@ N - 1 more processes that serve the ``smtp``, ``submission``, ``submissions``, `
 each worker (``pass_fds``); every process accepts on them, and whichever is free first takes
 the connection. A worker serving SMTP has an intake journal of its own (``intake.K``, see
 ``merpati.delivery.journal.claim``) and its own delivery agent; it writes remote mail into the
-queue's store, and the main process's queue runner, which looks at least once a second, sends
-it. The queue runner and HTTP stay in the main process alone.
+queue's store, and the main process's queue runner sends it: the worker wakes it with SIGUSR1
+(``QueueWriter.wake``), and it looks at least once a second in any case. The queue runner and
+HTTP stay in the main process alone.
 
 What the processes share goes through the data directory, as with two ``merpati serve`` on
 one data dir (docs/mailstore.md): the account database, the mail store and its change feed

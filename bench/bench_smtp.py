@@ -21,6 +21,7 @@ durable:
 
     PYTHONPATH=src python bench/bench_smtp.py                       # all servers, 4 runs each
     PYTHONPATH=src python bench/bench_smtp.py --servers merpati --seconds 3
+    PYTHONPATH=src python bench/bench_smtp.py --rounds 3            # interleaved; medians
     PYTHONPATH=src python bench/bench_smtp.py --smtp-source         # also Postfix's generator
     PYTHONPATH=src python bench/bench_smtp.py --servers merpati-auth --workers 2  # 2 processes
     PYTHONPATH=src python bench/bench_smtp.py --core                # the sans-I/O core alone
@@ -38,12 +39,14 @@ import pwd
 import shutil
 import signal
 import socket
+import statistics
 import subprocess
 import sys
 import tempfile
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from dataclasses import dataclass
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -481,6 +484,7 @@ def main() -> int:
     ap.add_argument("--smtp-source", action="store_true", help="also run Postfix's smtp-source")
     ap.add_argument("--core", action="store_true", help="only the session core's CPU cost")
     ap.add_argument("--workers", type=int, default=1, help="`workers` of the merpati servers")
+    ap.add_argument("--rounds", type=int, default=1, help="repeat, interleaved; print medians")
     args = ap.parse_args()
     global WORKERS
     WORKERS = args.workers
@@ -495,40 +499,96 @@ def main() -> int:
         pass
     print(f"{'server':15} {'sessions':>8} {'rcpts':>5} {'msgs':>6} {'msg/s':>8} "
           f"{'p50 ms':>8} {'p99 ms':>8} {'in mailbox/s':>12}")  # fmt: skip
+    results: dict[tuple[str, int, int], list[Row]] = {}
+    servers = []
     for name in args.servers:
         if name.startswith("postfix") and (why := postfix_available()):
             print(f"{name:10} skipped: {why}")
             continue
-        for recipients in args.recipients:
-            with tempfile.TemporaryDirectory(prefix=f"bench-smtp-{name}-") as tmp:
-                factory = SERVERS[name]
-                with factory(Path(tmp), recipients) as port:  # type: ignore[attr-defined]
-                    auth = name in AUTHENTICATED
-                    warm = asyncio.run(load(port, 2, recipients, 0.5, auth))
-                    accepted = int(warm["msgs"])
-                    for sessions in args.sessions:
-                        r = asyncio.run(load(port, sessions, recipients, args.seconds, auth))
-                        accepted += int(r["msgs"])
-                        drained = ""
-                        if (mailboxes := MAILBOXES.get(name)) is not None:
-                            # Until every accepted copy is in its mailbox: the sustained rate.
-                            start = time.monotonic()
-                            want = accepted * recipients
-                            while maildir_files(Path(tmp) / mailboxes) < want:
-                                if time.monotonic() - start > 120:
-                                    break
-                                time.sleep(0.01)
-                            lag = time.monotonic() - start
-                            drained = f"{r['msgs'] / (args.seconds + lag):>12.1f}"
-                        print(
-                            f"{name:15} {sessions:>8} {recipients:>5} {r['msgs']:>6.0f} "
-                            f"{r['rate']:>8.1f} {r['p50']:>8.1f} {r['p99']:>8.1f} {drained}",
-                            flush=True,
-                        )
-                        if args.smtp_source and shutil.which("smtp-source"):
-                            rate = smtp_source(port, sessions, recipients, 400)
-                            print(f"{'':10} smtp-source: {rate:.1f} msg/s", flush=True)
+        servers.append(name)
+    # Round after round of every server, so that the machine's slower and faster moments fall
+    # on all of them alike; the summary takes the median of the rounds.
+    for _ in range(args.rounds):
+        for name in servers:
+            for row in run_server(name, args):
+                results.setdefault((name, row.sessions, row.recipients), []).append(row)
+    if args.rounds > 1:
+        summary(results, args.rounds)
     return 0
+
+
+@dataclass
+class Row:
+    sessions: int
+    recipients: int
+    rate: float
+    p50: float
+    p99: float
+    in_mailbox: float | None
+
+
+def run_server(name: str, args: argparse.Namespace) -> list[Row]:
+    rows = []
+    for recipients in args.recipients:
+        with tempfile.TemporaryDirectory(prefix=f"bench-smtp-{name}-") as tmp:
+            factory = SERVERS[name]
+            with factory(Path(tmp), recipients) as port:  # type: ignore[attr-defined]
+                auth = name in AUTHENTICATED
+                warm = asyncio.run(load(port, 2, recipients, 0.5, auth))
+                accepted = int(warm["msgs"])
+                for sessions in args.sessions:
+                    r = asyncio.run(load(port, sessions, recipients, args.seconds, auth))
+                    accepted += int(r["msgs"])
+                    in_mailbox = None
+                    if (mailboxes := MAILBOXES.get(name)) is not None:
+                        # Until every accepted copy is in its mailbox: the sustained rate.
+                        start = time.monotonic()
+                        want = accepted * recipients
+                        while maildir_files(Path(tmp) / mailboxes) < want:
+                            if time.monotonic() - start > 120:
+                                break
+                            time.sleep(0.01)
+                        lag = time.monotonic() - start
+                        in_mailbox = r["msgs"] / (args.seconds + lag)
+                    row = Row(sessions, recipients, r["rate"], r["p50"], r["p99"], in_mailbox)
+                    rows.append(row)
+                    drained = f"{in_mailbox:>12.1f}" if in_mailbox is not None else ""
+                    print(
+                        f"{name:15} {sessions:>8} {recipients:>5} {r['msgs']:>6.0f} "
+                        f"{r['rate']:>8.1f} {r['p50']:>8.1f} {r['p99']:>8.1f} {drained}",
+                        flush=True,
+                    )
+                    if args.smtp_source and shutil.which("smtp-source"):
+                        rate = smtp_source(port, sessions, recipients, 400)
+                        print(f"{'':10} smtp-source: {rate:.1f} msg/s", flush=True)
+    return rows
+
+
+def summary(results: dict[tuple[str, int, int], list[Row]], rounds: int) -> None:
+    """Medians of the rounds, the spread of msg/s, and merpati-auth against the others."""
+    print(f"\nmedian of {rounds} rounds (min-max: the spread of msg/s):")
+    print(f"{'server':15} {'sessions':>8} {'rcpts':>5} {'msg/s':>8} {'min-max':>13} "
+          f"{'p50 ms':>8} {'p99 ms':>8} {'in mailbox/s':>12}")  # fmt: skip
+    medians: dict[tuple[str, int, int], float] = {}
+    for (name, sessions, recipients), rows in results.items():
+        rate = statistics.median(r.rate for r in rows)
+        medians[(name, sessions, recipients)] = rate
+        spread = f"{min(r.rate for r in rows):.0f}-{max(r.rate for r in rows):.0f}"
+        boxes = [r.in_mailbox for r in rows if r.in_mailbox is not None]
+        box = f"{statistics.median(boxes):>12.1f}" if boxes else ""
+        print(
+            f"{name:15} {sessions:>8} {recipients:>5} {rate:>8.1f} {spread:>13} "
+            f"{statistics.median(r.p50 for r in rows):>8.1f} "
+            f"{statistics.median(r.p99 for r in rows):>8.1f} {box}"
+        )
+    for other in ("aiosmtpd", "postfix"):
+        ratios = [
+            f"{sessions}s/{recipients}r {rate / medians[(other, sessions, recipients)]:.2f}x"
+            for (name, sessions, recipients), rate in medians.items()
+            if name == "merpati-auth" and (other, sessions, recipients) in medians
+        ]
+        if ratios:
+            print(f"merpati-auth / {other}: " + ", ".join(ratios))
 
 
 if __name__ == "__main__":

@@ -243,6 +243,7 @@ def test_too_many_errors_closes() -> None:
         (b"DATA", "503 5.5.1"),
         (b"DATA now", "503 5.5.1"),
         (b"VRFY postmaster", "252 2.5.0"),
+        (b"EXPN staff", "502 5.5.1"),
         (b"HELP", "214 2.0.0"),
         (b"AUTH PLAIN", "538 5.7.11"),
         (b"STARTTLS now", "501 5.5.4"),

@@ -341,6 +341,8 @@ def parse_command(line: bytes, utf8: bool = False) -> Command:
         if not rest.strip(" "):
             raise CommandError(replies.SYNTAX_ERROR)
         return Vrfy(rest.strip(" "))
+    if verb == "EXPN":  # no list expansion: that would leak alias members
+        raise CommandError(replies.EXPN_REFUSED)
     if verb == "HELP":
         return Help()
     if verb == "STARTTLS":

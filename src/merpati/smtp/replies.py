@@ -55,6 +55,8 @@ MAIL_OK = reply(250, "2.1.0", "Sender OK")
 RCPT_OK = reply(250, "2.1.5", "Recipient OK")
 # rfc5321:3.5.3 VRFY may answer 252 without confirming anything: no user enumeration.
 VRFY_CANNOT = reply(252, "2.5.0", "Cannot VRFY user; send mail and it will be delivered or bounced")
+# rfc5321:3.5.2 EXPN may be refused; expanding aliases would list who receives them.
+EXPN_REFUSED = reply(502, "5.5.1", "EXPN not available")
 HELP = Reply(
     214,
     "2.0.0",

@@ -171,3 +171,47 @@ def test_remote_mail_a_worker_accepts_goes_out_through_the_main_process(
         assert sent.rcpts == ["bob@remote.example"] and b"via a worker" in sent.data
         assert "event=queue.attempt" in srv.log() and "result=delivered" in srv.log()
         srv.stop()  # before the sink goes: the runner keeps its connection open for reuse
+
+
+def test_connections_per_ip_hold_for_the_server_not_each_process(
+    server_factory: Callable[..., MerpatiServer],
+) -> None:
+    """connections_per_ip = 2: one connection held by the worker and one by the main process
+    use up the allowance, so the main process refuses the third with its busy reply."""
+    import socket
+
+    srv = server_factory(
+        "[limits]\nconnections_per_ip = 2\n",
+        listeners=("smtp", "imap", "pop3"),
+        allow_plaintext_auth=True,
+        workers=2,
+    )
+    worker = eventually(lambda: _worker_pids(srv))[-1]
+
+    def connect() -> tuple[socket.socket, bytes]:
+        s = socket.create_connection(srv.address("smtp"), timeout=10)
+        return s, s.recv(512)
+
+    with _main_paused(srv):
+        held_by_worker, greeting = connect()
+        assert greeting.startswith(b"220 ")
+    os.kill(worker, signal.SIGSTOP)  # now every connection is the main process's
+    try:
+        held_by_main, greeting = connect()
+        assert greeting.startswith(b"220 ")
+        refused, reply = connect()
+        assert reply.startswith(b"421 4.7.0"), reply
+        refused.close()
+        held_by_worker.close()
+    finally:
+        os.kill(worker, signal.SIGCONT)
+    held_by_main.close()
+    assert "event=connection.refused" in srv.log()
+
+    # Once the worker saw its connection close, a new one is welcome again.
+    def welcome() -> bool:
+        s, greeting = connect()
+        s.close()
+        return greeting.startswith(b"220 ")
+
+    assert eventually(welcome)

@@ -1,7 +1,8 @@
 """Binding listeners and accepting connections for the protocol handlers.
 
 For each configured listener address this binds one asyncio server and, per accepted
-connection: enforces ``[limits] connections`` and ``connections_per_ip`` (the protocol's
+connection: enforces ``[limits] connections`` and ``connections_per_ip`` (across the
+processes of the server with ``workers``: ``merpati.server.board``; the protocol's
 ``busy_reply`` is written and the connection closed), completes implicit TLS (always with the
 TLS manager's current context, so a SIGHUP reload applies to new connections), wraps the
 streams in a ``Connection`` and runs the protocol's handler as a tracked task.
@@ -23,6 +24,7 @@ from collections.abc import Awaitable, Callable
 from merpati.app import App
 from merpati.config import ListenAddress
 from merpati.errors import OperationalError
+from merpati.server.board import ConnectionBoard
 from merpati.server.connection import Connection
 from merpati.server.registry import ListenerSpec
 
@@ -40,6 +42,7 @@ class Acceptor:
         self.bound: dict[str, list[tuple[str, int]]] = {}
         self.by_name: dict[str, list[asyncio.Server]] = {}
         self.id_prefix = ""  # "w1." in worker 1, so log ids stay unique across processes
+        self.board: ConnectionBoard | None = None  # with workers: the others' connections
 
     def _implicit_context(self) -> ssl.SSLContext:
         """A context whose SNI callback swaps in the TLS manager's current context."""
@@ -123,9 +126,10 @@ class Acceptor:
             peer = writer.get_extra_info("peername") or ("?", 0)
             local = writer.get_extra_info("sockname") or ("?", 0)
             ip = str(peer[0])
+            total, from_ip = self.board.others(ip) if self.board is not None else (0, 0)
             if (
-                len(self.tasks) >= limits.connections
-                or self.per_ip[ip] >= limits.connections_per_ip
+                len(self.tasks) + total >= limits.connections
+                or self.per_ip[ip] + from_ip >= limits.connections_per_ip
                 or app.stopping.is_set()
             ):
                 refused.labels(name).inc()
@@ -154,6 +158,8 @@ class Acceptor:
             assert task is not None
             self.tasks.add(task)
             self.per_ip[ip] += 1
+            if self.board is not None:
+                self.board.publish(ip, self.per_ip[ip], len(self.tasks))
             connections.labels(name).inc()
             active.labels(name).inc()
             started = loop.time()
@@ -176,9 +182,12 @@ class Acceptor:
                 )
                 active.labels(name).dec()
                 self.per_ip[ip] -= 1
-                if self.per_ip[ip] <= 0:
+                left = self.per_ip[ip]
+                if left <= 0:
                     del self.per_ip[ip]
                 self.tasks.discard(task)
+                if self.board is not None:
+                    self.board.publish(ip, max(left, 0), len(self.tasks))
                 await conn.close()
 
         return on_connect

@@ -32,6 +32,7 @@ from merpati.errors import OperationalError
 from merpati.logging import EventLog
 from merpati.metrics import Metrics
 from merpati.server import registry
+from merpati.server.board import ConnectionBoard
 from merpati.server.listeners import Acceptor
 from merpati.server.workers import (
     SMTP_LISTENERS,
@@ -161,7 +162,8 @@ async def serve(config: Config) -> int:
             # A worker that queued remote mail says so with SIGUSR1 (before any worker runs:
             # the signal's default action would end this process).
             asyncio.get_running_loop().add_signal_handler(signal.SIGUSR1, partial(_wake_queue, app))
-            pool = WorkerPool(app, fds, count - 1)
+            acceptor.board = ConnectionBoard.create(count)
+            pool = WorkerPool(app, fds, count - 1, acceptor.board)
             await pool.start()
     except BaseException:
         acceptor.stop_accepting()
@@ -240,11 +242,13 @@ async def serve_worker(config: Config, index: int) -> int:
     handed = inherited()
     if handed is None:
         raise OperationalError("serve --worker is started by merpati serve itself")
-    listeners, parent = handed
+    listeners, parent, board = handed
     raise_file_limit()
     app = build_app(config)
     acceptor = Acceptor(app)
     acceptor.id_prefix = f"w{index}."
+    if board >= 0:
+        acceptor.board = ConnectionBoard(board, index, worker_count(config.workers))
     # Before the first connection: SMTP answers from the journal only once it is open.
     services = await _smtp_services(app) if set(listeners) & set(SMTP_LISTENERS) else []
     for name, fds in listeners.items():

@@ -15,9 +15,10 @@ HTTP stay in the main process alone.
 What the processes share goes through the data directory, as with two ``merpati serve`` on
 one data dir (docs/mailstore.md): the account database, the mail store and its change feed
 (IDLE in one process sees what another delivered within its poll interval), the POP3 maildrop
-locks. What each keeps for itself: its connection counts (``[limits] connections`` and
-``connections_per_ip`` hold per process), auth failure throttles, the auth success cache, and
-caches of open mailboxes.
+locks; and, through a shared memory board, the open connection counts, so ``[limits]
+connections`` and ``connections_per_ip`` hold for the server as a whole
+(``merpati.server.board``). What each keeps for itself: auth failure throttles, the auth
+success cache, and caches of open mailboxes.
 
 A worker exits when the main process goes (it holds the read end of a pipe whose write end only
 the main process has: end of file means the main process is gone, even after SIGKILL), so a
@@ -38,6 +39,7 @@ from dataclasses import dataclass, field
 
 from merpati.app import App
 from merpati.config import Config
+from merpati.server.board import ConnectionBoard
 
 WORKER_LISTENERS = ("smtp", "submission", "submissions", "imap", "imaps", "pop3", "pop3s")
 SMTP_LISTENERS = ("smtp", "submission", "submissions")
@@ -62,6 +64,7 @@ class WorkerPool:
     app: App
     listeners: dict[str, list[int]]  # listener name -> listening socket descriptors
     count: int  # extra processes
+    board: ConnectionBoard | None = None  # shared connection counts (merpati.server.board)
     procs: dict[int, asyncio.subprocess.Process] = field(default_factory=dict)
     _tasks: list[asyncio.Task[None]] = field(default_factory=list)
     _stopping: bool = False
@@ -80,7 +83,12 @@ class WorkerPool:
     async def _keep(self, index: int) -> None:
         fds = [fd for fds in self.listeners.values() for fd in fds]
         env = dict(os.environ)
-        env[FDS_ENV] = json.dumps({"listeners": self.listeners, "parent": self._pipe_r})
+        board = self.board.fd if self.board is not None else -1
+        env[FDS_ENV] = json.dumps(
+            {"listeners": self.listeners, "parent": self._pipe_r, "board": board}
+        )
+        if board >= 0:
+            fds.append(board)
         if self.app.config.source is None:
             env.pop("MERPATI_CONFIG", None)  # the embedded default, as the main process
         while not self._stopping:
@@ -122,11 +130,12 @@ class WorkerPool:
                 os.close(fd)
 
 
-def inherited() -> tuple[dict[str, list[int]], int] | None:
-    """In a worker: the listening sockets and the parent pipe handed down, else None."""
+def inherited() -> tuple[dict[str, list[int]], int, int] | None:
+    """In a worker: the listening sockets, the parent pipe and the connection board (-1:
+    none) handed down, else None."""
     raw = os.environ.get(FDS_ENV)
     if not raw:
         return None
     data = json.loads(raw)
     listeners = {str(k): [int(fd) for fd in v] for k, v in data["listeners"].items()}
-    return listeners, int(data["parent"])
+    return listeners, int(data["parent"]), int(data.get("board", -1))

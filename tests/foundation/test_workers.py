@@ -215,3 +215,40 @@ def test_connections_per_ip_hold_for_the_server_not_each_process(
         return greeting.startswith(b"220 ")
 
     assert eventually(welcome)
+
+
+def test_auth_failures_count_across_the_processes(
+    server_factory: Callable[..., MerpatiServer],
+) -> None:
+    """[limits] auth_failures = 2: two wrong passwords given to the worker make the main
+    process answer the next attempt only after the growing delay (1 s here)."""
+    srv = server_factory(
+        "[limits]\nauth_failures = 2\n",
+        listeners=("smtp", "imap", "pop3"),
+        allow_plaintext_auth=True,
+        workers=2,
+    )
+    srv.add_user(ALICE, PASSWORD)
+    worker = eventually(lambda: _worker_pids(srv))[-1]
+
+    def wrong_login() -> float:
+        m = imaplib.IMAP4(*srv.address("imap"), timeout=20)
+        started = time.monotonic()
+        try:
+            m.login(ALICE, "not-the-password")
+        except imaplib.IMAP4.error:
+            pass
+        else:
+            raise AssertionError("a wrong password was taken")
+        took = time.monotonic() - started
+        m.logout()
+        return took
+
+    with _main_paused(srv):
+        assert wrong_login() < 1.0
+        assert wrong_login() < 1.0
+    os.kill(worker, signal.SIGSTOP)  # the main process answers the third
+    try:
+        assert wrong_login() >= 0.9
+    finally:
+        os.kill(worker, signal.SIGCONT)

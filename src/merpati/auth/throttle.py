@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 
 
 @dataclass
-class _Counter:
+class FailureCount:
     failures: int = 0
     last: float = 0.0
 
@@ -26,14 +26,14 @@ class Throttle:
     window: float = 900.0
     max_delay: float = 30.0
     clock: Callable[[], float] = time.monotonic
-    _by_ip: dict[str, _Counter] = field(default_factory=dict)
-    _by_account: dict[str, _Counter] = field(default_factory=dict)
+    _by_ip: dict[str, FailureCount] = field(default_factory=dict)
+    _by_account: dict[str, FailureCount] = field(default_factory=dict)
 
-    def _get(self, table: dict[str, _Counter], key: str) -> _Counter:
+    def _get(self, table: dict[str, FailureCount], key: str) -> FailureCount:
         now = self.clock()
         c = table.get(key)
         if c is None or now - c.last > self.window:
-            c = _Counter(0, now)
+            c = FailureCount(0, now)
             table[key] = c
         if len(table) > 100_000:  # bound memory under a distributed attack
             cutoff = now - self.window

@@ -25,6 +25,8 @@ from merpati.accounts.store import AccountStore
 from merpati.app import App
 from merpati.auth.credentials import Authenticator
 from merpati.auth.passwords import generate_password
+from merpati.auth.shared_throttle import FailureTable
+from merpati.auth.shared_throttle import shared as shared_throttle
 from merpati.clientsettings import client_settings
 from merpati.config import Config
 from merpati.delivery.deliver import make_deliverer
@@ -163,7 +165,9 @@ async def serve(config: Config) -> int:
             # the signal's default action would end this process).
             asyncio.get_running_loop().add_signal_handler(signal.SIGUSR1, partial(_wake_queue, app))
             acceptor.board = ConnectionBoard.create(count)
-            pool = WorkerPool(app, fds, count - 1, acceptor.board)
+            failures = FailureTable.create()
+            _share_auth_failures(app, failures)
+            pool = WorkerPool(app, fds, count - 1, acceptor.board, failures)
             await pool.start()
     except BaseException:
         acceptor.stop_accepting()
@@ -187,6 +191,12 @@ async def serve(config: Config) -> int:
     await _shut_down(app, acceptor, list(reversed(services)), alongside=pool)
     app.log.event("server.stopped")
     return 0
+
+
+def _share_auth_failures(app: App, table: FailureTable) -> None:
+    """Auth failures count across the processes (merpati.auth.shared_throttle)."""
+    throttle = app.auth.throttle
+    app.auth.throttle = shared_throttle(throttle, table, throttle.clock)
 
 
 def _wake_queue(app: App) -> None:
@@ -242,13 +252,15 @@ async def serve_worker(config: Config, index: int) -> int:
     handed = inherited()
     if handed is None:
         raise OperationalError("serve --worker is started by merpati serve itself")
-    listeners, parent, board = handed
+    listeners, parent, board, failures = handed
     raise_file_limit()
     app = build_app(config)
     acceptor = Acceptor(app)
     acceptor.id_prefix = f"w{index}."
     if board >= 0:
         acceptor.board = ConnectionBoard(board, index, worker_count(config.workers))
+    if failures >= 0:
+        _share_auth_failures(app, FailureTable(failures))
     # Before the first connection: SMTP answers from the journal only once it is open.
     services = await _smtp_services(app) if set(listeners) & set(SMTP_LISTENERS) else []
     for name, fds in listeners.items():

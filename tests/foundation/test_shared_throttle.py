@@ -5,7 +5,8 @@ from __future__ import annotations
 
 import os
 
-from merpati.auth.shared_throttle import PROBES, FailureTable, SharedThrottle
+from merpati.auth.shared_throttle import FailureTable, SharedThrottle
+from merpati.sharedtable import PROBES
 
 
 class Clock:

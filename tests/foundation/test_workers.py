@@ -252,3 +252,32 @@ def test_auth_failures_count_across_the_processes(
         assert wrong_login() >= 0.9
     finally:
         os.kill(worker, signal.SIGCONT)
+
+
+def test_the_connection_rate_counts_across_the_processes(
+    server_factory: Callable[..., MerpatiServer],
+) -> None:
+    """[policy] connection_rate_per_ip = 2 (loopback not trusted here): once the worker has
+    used up the allowance, the main process has none left this minute either."""
+    import socket
+
+    srv = server_factory(
+        "[policy]\nconnection_rate_per_ip = 2\ntrusted_networks = []\n",
+        listeners=("smtp", "imap", "pop3"),
+        allow_plaintext_auth=True,
+        workers=2,
+    )
+    worker = eventually(lambda: _worker_pids(srv))[-1]
+
+    def greeting() -> bytes:
+        with socket.create_connection(srv.address("smtp"), timeout=10) as s:
+            return s.recv(512)
+
+    with _main_paused(srv):  # the worker takes them until the allowance is used up
+        replies = [greeting() for _ in range(3)]  # (the harness's own port check may count)
+        assert replies[0].startswith(b"220 ") and replies[-1].startswith(b"421 4.7.0")
+    os.kill(worker, signal.SIGSTOP)
+    try:
+        assert greeting().startswith(b"421 4.7.0"), "the main process let a third one in"
+    finally:
+        os.kill(worker, signal.SIGCONT)

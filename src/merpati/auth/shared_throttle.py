@@ -1,109 +1,64 @@
 """Auth failure counts shared by the processes of one ``merpati serve`` (``workers = N``), so
 that a guesser spreading attempts over the processes meets the same growing delay as one who
-does not (``merpati.auth.throttle`` has the rule).
-
-A table in shared memory (a ``memfd`` the main process hands to each worker): slots of (key,
-failures, time of the last failure), the key a 64-bit hash of "ip:..." or "account:...",
-found by linear probing within ``PROBES`` slots of its home. Every process reads and writes
-it under an ``fcntl`` lock on the file, held for a few microseconds; auth attempts are rare
-next to the work around them. Slots are never emptied, so probe chains stay whole: a slot
-whose last failure is older than the window counts as zero and is the first taken by a new
-key. When the neighbourhood of a key is full of live entries (a spread-out attack on many
-keys), the failure is counted in the process's own counters instead, and both are added up.
+does not (``merpati.auth.throttle`` has the rule). The counts live in a ``SharedTable``
+(``merpati.sharedtable``): one record per IP and per account, (key, time of the last failure,
+failures). A failure the table has no room for is counted in the process's own counters
+instead, and the two are added up.
 """
 
 from __future__ import annotations
 
-import fcntl
-import hashlib
-import mmap
-import os
 import struct
 from collections.abc import Callable
 from dataclasses import dataclass
 
 from merpati.auth.throttle import FailureCount, Throttle
+from merpati.sharedtable import SharedTable, key_of
 
 SLOTS = 65536
-PROBES = 64  # a key lives within this many slots of its home; so lookups stop there too
-_SLOT = struct.Struct("<QI4xd")  # key, failures, last failure (monotonic clock, system-wide)
-SIZE = SLOTS * _SLOT.size
-
-
-def _key(kind: str, value: str) -> int:
-    raw = hashlib.blake2b(f"{kind}:{value}".encode(), digest_size=8).digest()
-    return int.from_bytes(raw, "little") or 1
+_RECORD = struct.Struct("<QdI4x")  # key, last failure, failures
 
 
 class FailureTable:
     def __init__(self, fd: int) -> None:
+        self.table = SharedTable(fd, _RECORD, SLOTS)
         self.fd = fd
-        self._map = mmap.mmap(fd, SIZE)
 
     @classmethod
     def create(cls) -> FailureTable:
-        fd = os.memfd_create("merpati-auth-failures")  # close-on-exec: passed to workers only
-        os.ftruncate(fd, SIZE)
-        return cls(fd)
-
-    def _slot(self, key: int, now: float, window: float, insert: bool) -> int | None:
-        start = key % SLOTS
-        reuse: int | None = None
-        for probe in range(PROBES):
-            offset = ((start + probe) % SLOTS) * _SLOT.size
-            found, _, last = _SLOT.unpack_from(self._map, offset)
-            if found == key:
-                return offset
-            if found == 0:
-                return (reuse if reuse is not None else offset) if insert else None
-            if reuse is None and now - last > window:
-                reuse = offset
-        return reuse if insert else None
+        return cls(SharedTable.create("merpati-auth-failures", _RECORD, SLOTS).fd)
 
     def failures(self, kind: str, value: str, now: float, window: float) -> int:
-        with self._locked():
-            offset = self._slot(_key(kind, value), now, window, insert=False)
+        t = self.table
+        with t.locked():
+            offset = t.slot(key_of(kind, value), now, window, insert=False)
             if offset is None:
                 return 0
-            _, failures, last = _SLOT.unpack_from(self._map, offset)
+            _, last, failures = t.read(offset)
         return int(failures) if now - last <= window else 0
 
     def add_failure(self, kind: str, value: str, now: float, window: float) -> bool:
         """Count one; False when there was no room for it."""
-        key = _key(kind, value)
-        with self._locked():
-            offset = self._slot(key, now, window, insert=True)
+        t, key = self.table, key_of(kind, value)
+        with t.locked():
+            offset = t.slot(key, now, window, insert=True)
             if offset is None:
                 return False
-            found, failures, last = _SLOT.unpack_from(self._map, offset)
+            found, last, failures = t.read(offset)
             if found != key or now - last > window:
                 failures = 0
-            _SLOT.pack_into(self._map, offset, key, failures + 1, now)
+            t.write(offset, key, now, int(failures) + 1)
         return True
 
     def clear(self, kind: str, value: str, now: float, window: float) -> None:
-        key = _key(kind, value)
-        with self._locked():
-            offset = self._slot(key, now, window, insert=False)
+        t, key = self.table, key_of(kind, value)
+        with t.locked():
+            offset = t.slot(key, now, window, insert=False)
             if offset is not None:
-                _SLOT.pack_into(self._map, offset, key, 0, 0.0)
-
-    def _locked(self) -> _Lock:
-        return _Lock(self.fd)
+                t.write(offset, key, 0.0, 0)
 
     def close(self) -> None:
-        self._map.close()
-
-
-class _Lock:
-    def __init__(self, fd: int) -> None:
-        self.fd = fd
-
-    def __enter__(self) -> None:
-        fcntl.lockf(self.fd, fcntl.LOCK_EX)
-
-    def __exit__(self, *exc: object) -> None:
-        fcntl.lockf(self.fd, fcntl.LOCK_UN)
+        self.table.close()
 
 
 @dataclass

@@ -43,7 +43,12 @@ from merpati.server.workers import (
     inherited,
     worker_count,
 )
+from merpati.sharedtable import SharedTable
 from merpati.tls import TLSManager
+from merpati.trust.ratelimit import controls_for
+from merpati.trust.shared_rate import SharedRateLimiter
+from merpati.trust.shared_rate import attach_table as attach_rate_table
+from merpati.trust.shared_rate import create_table as create_rate_table
 
 
 def raise_file_limit() -> None:
@@ -166,8 +171,9 @@ async def serve(config: Config) -> int:
             asyncio.get_running_loop().add_signal_handler(signal.SIGUSR1, partial(_wake_queue, app))
             acceptor.board = ConnectionBoard.create(count)
             failures = FailureTable.create()
-            _share_auth_failures(app, failures)
-            pool = WorkerPool(app, fds, count - 1, acceptor.board, failures)
+            rates = create_rate_table()
+            _share_counts(app, failures, rates)
+            pool = WorkerPool(app, fds, count - 1, acceptor.board, failures, rates)
             await pool.start()
     except BaseException:
         acceptor.stop_accepting()
@@ -193,10 +199,15 @@ async def serve(config: Config) -> int:
     return 0
 
 
-def _share_auth_failures(app: App, table: FailureTable) -> None:
-    """Auth failures count across the processes (merpati.auth.shared_throttle)."""
+def _share_counts(app: App, failures: FailureTable, rates: SharedTable) -> None:
+    """Auth failures (merpati.auth.shared_throttle) and the ``[policy]`` rates
+    (merpati.trust.shared_rate) count across the processes of the server."""
     throttle = app.auth.throttle
-    app.auth.throttle = shared_throttle(throttle, table, throttle.clock)
+    app.auth.throttle = shared_throttle(throttle, failures, throttle.clock)
+    controls = controls_for(app)
+    policy = app.config.policy
+    controls.connections = SharedRateLimiter(policy.connection_rate_per_ip, 60.0, rates, "c")
+    controls.outbound = SharedRateLimiter(policy.outbound_rate_per_account, 3600.0, rates, "o")
 
 
 def _wake_queue(app: App) -> None:
@@ -252,15 +263,15 @@ async def serve_worker(config: Config, index: int) -> int:
     handed = inherited()
     if handed is None:
         raise OperationalError("serve --worker is started by merpati serve itself")
-    listeners, parent, board, failures = handed
+    listeners, parent, board, failures, rates = handed
     raise_file_limit()
     app = build_app(config)
     acceptor = Acceptor(app)
     acceptor.id_prefix = f"w{index}."
     if board >= 0:
         acceptor.board = ConnectionBoard(board, index, worker_count(config.workers))
-    if failures >= 0:
-        _share_auth_failures(app, FailureTable(failures))
+    if failures >= 0 and rates >= 0:
+        _share_counts(app, FailureTable(failures), attach_rate_table(rates))
     # Before the first connection: SMTP answers from the journal only once it is open.
     services = await _smtp_services(app) if set(listeners) & set(SMTP_LISTENERS) else []
     for name, fds in listeners.items():

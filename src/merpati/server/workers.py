@@ -17,8 +17,9 @@ one data dir (docs/mailstore.md): the account database, the mail store and its c
 (IDLE in one process sees what another delivered within its poll interval), the POP3 maildrop
 locks; and, through a shared memory board, the open connection counts, so ``[limits]
 connections`` and ``connections_per_ip`` hold for the server as a whole
-(``merpati.server.board``), and the auth failure counts (``merpati.auth.shared_throttle``).
-What each keeps for itself: the auth success cache and caches of open mailboxes.
+(``merpati.server.board``), the auth failure counts (``merpati.auth.shared_throttle``) and
+the ``[policy]`` rate counts (``merpati.trust.shared_rate``). What each keeps for itself: the
+auth success cache and caches of open mailboxes.
 
 A worker exits when the main process goes (it holds the read end of a pipe whose write end only
 the main process has: end of file means the main process is gone, even after SIGKILL), so a
@@ -41,6 +42,7 @@ from merpati.app import App
 from merpati.auth.shared_throttle import FailureTable
 from merpati.config import Config
 from merpati.server.board import ConnectionBoard
+from merpati.sharedtable import SharedTable
 
 WORKER_LISTENERS = ("smtp", "submission", "submissions", "imap", "imaps", "pop3", "pop3s")
 SMTP_LISTENERS = ("smtp", "submission", "submissions")
@@ -67,6 +69,7 @@ class WorkerPool:
     count: int  # extra processes
     board: ConnectionBoard | None = None  # shared connection counts (merpati.server.board)
     failures: FailureTable | None = None  # shared auth failures (merpati.auth.shared_throttle)
+    rates: SharedTable | None = None  # shared [policy] rates (merpati.trust.shared_rate)
     procs: dict[int, asyncio.subprocess.Process] = field(default_factory=dict)
     _tasks: list[asyncio.Task[None]] = field(default_factory=list)
     _stopping: bool = False
@@ -87,15 +90,17 @@ class WorkerPool:
         env = dict(os.environ)
         board = self.board.fd if self.board is not None else -1
         failures = self.failures.fd if self.failures is not None else -1
+        rates = self.rates.fd if self.rates is not None else -1
         env[FDS_ENV] = json.dumps(
             {
                 "listeners": self.listeners,
                 "parent": self._pipe_r,
                 "board": board,
                 "failures": failures,
+                "rates": rates,
             }
         )
-        fds += [fd for fd in (board, failures) if fd >= 0]
+        fds += [fd for fd in (board, failures, rates) if fd >= 0]
         if self.app.config.source is None:
             env.pop("MERPATI_CONFIG", None)  # the embedded default, as the main process
         while not self._stopping:
@@ -137,12 +142,13 @@ class WorkerPool:
                 os.close(fd)
 
 
-def inherited() -> tuple[dict[str, list[int]], int, int, int] | None:
-    """In a worker: the listening sockets, the parent pipe, the connection board and the auth
-    failure table (-1: none) handed down, else None."""
+def inherited() -> tuple[dict[str, list[int]], int, int, int, int] | None:
+    """In a worker: the listening sockets, the parent pipe, the connection board, the auth
+    failure table and the rate table (-1: none) handed down, else None."""
     raw = os.environ.get(FDS_ENV)
     if not raw:
         return None
     data = json.loads(raw)
     listeners = {str(k): [int(fd) for fd in v] for k, v in data["listeners"].items()}
-    return listeners, int(data["parent"]), int(data.get("board", -1)), int(data.get("failures", -1))
+    board, failures, rates = (int(data.get(name, -1)) for name in ("board", "failures", "rates"))
+    return listeners, int(data["parent"]), board, failures, rates

@@ -4,8 +4,9 @@ connection_rate_per_ip`` per minute) and outbound messages per authenticated acc
 password leaks). A limit of 0 turns the limiter off. Clients in ``[policy] trusted_networks``
 (loopback by default: local scripts, webmail, benchmarks) are not limited.
 
-Counters live in the memory of one ``merpati serve`` process (two processes on one data dir
-each count on their own); memory is bounded by ``max_keys``. ``controls_for(app)`` gives the
+Counters live in the memory of one ``merpati serve`` process (two servers on one data dir
+each count on their own; the processes of one server with ``workers`` share theirs through
+``merpati.trust.shared_rate``); memory is bounded by ``max_keys``. ``controls_for(app)`` gives the
 one ``AbuseControls`` of a running server, shared by every listener.
 
 Call points (the SMTP transport):

@@ -3,7 +3,10 @@
 ``DnsResolver`` honours ``[dns] nameservers`` (host, port pairs; empty means the system
 resolver from /etc/resolv.conf) and ``[dns] timeout`` (the whole lifetime of one query), and
 keeps a small TTL cache (dnspython's LRU cache, which honours record TTLs and caches negative
-answers). It does not validate DNSSEC and does not follow CNAMEs by hand (the resolver does).
+answers). A running server has one dnspython resolver per ``[dns]`` config, shared with the
+trust checks' ``merpati.trust.lookup`` (``shared_dnspython_resolver``): two error models over
+one resolver and one cache. It does not validate DNSSEC and does not follow CNAMEs by hand
+(the resolver does).
 
 Error model: NXDOMAIN raises ``DNSNotFound``; "the name exists but has no such record" is an
 empty list; everything else (timeout, SERVFAIL, refused, network error, malformed answer)
@@ -21,7 +24,7 @@ import dns.nameserver
 import dns.rdatatype
 import dns.resolver
 
-from merpati.config import Config
+from merpati.config import Config, DNSConfig
 
 __all__ = ["DNSNotFound", "DNSTemporaryError", "DnsResolver", "Resolver", "make_resolver"]
 
@@ -56,24 +59,52 @@ def _name(domain: str) -> str:
     return domain.rstrip(".").lower() + "."
 
 
+def new_dnspython_resolver(
+    nameservers: tuple[tuple[str, int], ...], timeout: float
+) -> dns.asyncresolver.Resolver:
+    """dnspython's async resolver as Merpati sets it up: ``[dns] nameservers`` (else the
+    system's /etc/resolv.conf, else a resolver on 127.0.0.1), ``timeout`` for a whole query
+    and at most 2 s for one server's answer (so another server is tried in time), and an LRU
+    cache that honours TTLs and negative answers."""
+    if nameservers:
+        resolver = dns.asyncresolver.Resolver(configure=False)
+        resolver.nameservers = [
+            dns.nameserver.Do53Nameserver(host, port) for host, port in nameservers
+        ]
+    else:
+        try:
+            resolver = dns.asyncresolver.Resolver()
+        except dns.exception.DNSException:  # no usable /etc/resolv.conf
+            resolver = dns.asyncresolver.Resolver(configure=False)
+            resolver.nameservers = ["127.0.0.1"]
+    resolver.lifetime = timeout
+    resolver.timeout = min(timeout, 2.0)
+    resolver.cache = dns.resolver.LRUCache(CACHE_ENTRIES)
+    return resolver
+
+
+_shared: dict[DNSConfig, dns.asyncresolver.Resolver] = {}
+
+
+def shared_dnspython_resolver(config: DNSConfig) -> dns.asyncresolver.Resolver:
+    """The one resolver, and so the one cache, of a ``[dns]`` config: the queue's MX lookups
+    (``DnsResolver``) and the trust checks' (``merpati.trust.lookup``) both go through it."""
+    found = _shared.get(config)
+    if found is None:
+        found = _shared[config] = new_dnspython_resolver(config.nameservers, config.timeout)
+    return found
+
+
 class DnsResolver:
     """The production resolver (dnspython, asyncio)."""
 
-    def __init__(self, nameservers: tuple[tuple[str, int], ...] = (), timeout: float = 5.0):
-        if nameservers:
-            self._resolver = dns.asyncresolver.Resolver(configure=False)
-            self._resolver.nameservers = [
-                dns.nameserver.Do53Nameserver(host, port) for host, port in nameservers
-            ]
-        else:
-            try:
-                self._resolver = dns.asyncresolver.Resolver()
-            except dns.exception.DNSException:
-                # No usable /etc/resolv.conf: every lookup becomes a temporary failure.
-                self._resolver = dns.asyncresolver.Resolver(configure=False)
-        self._resolver.lifetime = timeout
-        self._resolver.timeout = timeout
-        self._resolver.cache = dns.resolver.LRUCache(CACHE_ENTRIES)
+    def __init__(
+        self,
+        nameservers: tuple[tuple[str, int], ...] = (),
+        timeout: float = 5.0,
+        resolver: dns.asyncresolver.Resolver | None = None,
+    ) -> None:
+        self._resolver = resolver or new_dnspython_resolver(nameservers, timeout)
 
     async def _query(self, name: str, rdtype: str) -> list[dns.rdata.Rdata]:
         try:
@@ -128,4 +159,4 @@ class DnsResolver:
 
 
 def make_resolver(config: Config) -> DnsResolver:
-    return DnsResolver(config.dns.nameservers, config.dns.timeout)
+    return DnsResolver(resolver=shared_dnspython_resolver(config.dns))

@@ -5,8 +5,9 @@ shared resolver can stand behind it.
 of that type" is an empty list; a timeout, SERVFAIL or unreachable server raises
 ``DnsTempError`` (SPF/DKIM/DMARC turn it into temperror, never a crash).
 
-``DnspythonLookup`` is the implementation over dnspython's async resolver, honouring
-``[dns] nameservers`` and ``[dns] timeout``, with dnspython's positive/negative cache. This
+``DnspythonLookup`` is the implementation over dnspython's async resolver as
+``merpati.dns.resolver`` sets it up (``[dns] nameservers`` and ``timeout``, a TTL-honouring
+cache); a running server's is the very resolver its queue uses. This
 module asks nothing by itself; it does not decide what an answer means.
 """
 
@@ -24,6 +25,7 @@ import dns.resolver
 import dns.reversename
 
 from merpati.config import DNSConfig
+from merpati.dns.resolver import new_dnspython_resolver, shared_dnspython_resolver
 
 __all__ = ["DnsTempError", "DnspythonLookup", "Lookup", "lookup_for"]
 
@@ -51,22 +53,11 @@ class Lookup(Protocol):
 
 
 class DnspythonLookup:
-    def __init__(self, config: DNSConfig) -> None:
-        if config.nameservers:
-            resolver = dns.asyncresolver.Resolver(configure=False)
-            resolver.nameservers = [
-                dns.nameserver.Do53Nameserver(host, port) for host, port in config.nameservers
-            ]
-        else:
-            try:
-                resolver = dns.asyncresolver.Resolver()
-            except dns.resolver.NoResolverConfiguration:
-                resolver = dns.asyncresolver.Resolver(configure=False)
-                resolver.nameservers = ["127.0.0.1"]
-        resolver.lifetime = config.timeout
-        resolver.timeout = min(config.timeout, 2.0)
-        resolver.cache = dns.resolver.Cache()
-        self._resolver = resolver
+    def __init__(
+        self, config: DNSConfig, resolver: dns.asyncresolver.Resolver | None = None
+    ) -> None:
+        """Over ``resolver``, else a new one of its own (a cache of its own)."""
+        self._resolver = resolver or new_dnspython_resolver(config.nameservers, config.timeout)
 
     async def _ask(self, name: str, rdtype: dns.rdatatype.RdataType) -> dns.resolver.Answer | None:
         try:
@@ -114,11 +105,12 @@ _shared: dict[DNSConfig, DnspythonLookup] = {}
 
 
 def lookup_for(resolver_config: DNSConfig | Lookup) -> Lookup:
-    """A ``Lookup`` from ``[dns]`` config (one per distinct config, so its cache is shared by
-    every message), or the given lookup itself."""
+    """A ``Lookup`` from ``[dns]`` config (one per distinct config, over the resolver the
+    queue uses too, so one cache serves every message and both), or the given lookup."""
     if isinstance(resolver_config, DNSConfig):
         found = _shared.get(resolver_config)
         if found is None:
-            found = _shared[resolver_config] = DnspythonLookup(resolver_config)
+            resolver = shared_dnspython_resolver(resolver_config)
+            found = _shared[resolver_config] = DnspythonLookup(resolver_config, resolver)
         return found
     return resolver_config

@@ -11,6 +11,8 @@ import base64
 import re
 from dataclasses import dataclass
 
+from merpati.smtp.replies import ReplyKind
+
 __all__ = [
     "Extensions",
     "Reply",
@@ -37,7 +39,7 @@ class SMTPProtocolError(Exception):
 
 
 @dataclass(frozen=True, slots=True)
-class Reply:
+class Reply(ReplyKind):
     code: int
     lines: tuple[str, ...]
 
@@ -52,18 +54,6 @@ class Reply:
         if m and m.group(1) == str(self.code)[0]:
             return f"{m.group(1)}.{m.group(2)}.{m.group(3)}"
         return f"{str(self.code)[0]}.0.0"
-
-    @property
-    def positive(self) -> bool:
-        return 200 <= self.code < 400
-
-    @property
-    def transient(self) -> bool:
-        return 400 <= self.code < 500
-
-    @property
-    def permanent(self) -> bool:
-        return self.code >= 500
 
     def __str__(self) -> str:
         return f"{self.code} {self.text}".strip()

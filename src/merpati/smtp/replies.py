@@ -11,11 +11,12 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 
-@dataclass(frozen=True, slots=True)
-class Reply:
+class ReplyKind:
+    """What a reply code's first digit says (rfc5321:4.2.1), for the replies we send and the
+    ones we read as a client (``merpati.queue.smtpproto``)."""
+
+    __slots__ = ()
     code: int
-    status: str  # enhanced status code "x.y.z", or "" for the greeting and EHLO
-    lines: tuple[str, ...]
 
     @property
     def positive(self) -> bool:
@@ -28,6 +29,13 @@ class Reply:
     @property
     def permanent(self) -> bool:
         return self.code >= 500
+
+
+@dataclass(frozen=True, slots=True)
+class Reply(ReplyKind):
+    code: int
+    status: str  # enhanced status code "x.y.z", or "" for the greeting and EHLO
+    lines: tuple[str, ...]
 
     def __bytes__(self) -> bytes:
         prefix = f"{self.status} " if self.status else ""

@@ -5,8 +5,14 @@ in-process code and ``merpati serve`` subprocesses can query it.
     with DNSServer({("b.test", "MX"): ["10 mx1.b.test."], ("mx1.b.test", "A"): ["127.0.0.3"]})
         as dns: ...   # dns.host, dns.port
 
-Names under a zone it knows that have no records get NXDOMAIN; a known name without the
-asked type gets an empty NOERROR answer (NODATA). Records can be changed while it runs.
+Names under a zone it knows that have no records get NXDOMAIN (with ``everything=True``:
+every unknown name, as if it served the whole tree), others REFUSED; a known name without the
+asked type gets an empty NOERROR answer (NODATA). Records can be changed while it runs:
+``set`` replaces a name's records of a type (zone-file text), ``add`` appends to them (a TXT
+value given raw, split into 255-byte strings here); ``servfail(name)`` makes a name answer
+SERVFAIL and ``drop(name)`` never answer (a timeout). A UDP answer over 512 octets is sent
+truncated (TC), so resolvers ask again over TCP as with a real server. Every question is
+kept in ``queries``.
 """
 
 from __future__ import annotations
@@ -30,14 +36,28 @@ def _norm(name: str) -> str:
     return name.rstrip(".").lower()
 
 
+def txt_rdata(value: str) -> str:
+    """Zone-file text for a TXT value, split into quoted strings of at most 255 bytes."""
+    raw = value.encode("utf-8")
+    chunks = [raw[i : i + 255] for i in range(0, len(raw), 255)] or [b""]
+    return " ".join('"' + c.decode("utf-8").replace('"', '\\"') + '"' for c in chunks)
+
+
 class DNSServer:
     def __init__(
-        self, records: Records | None = None, host: str = "127.0.0.1", ttl: int = 60
+        self,
+        records: Records | None = None,
+        host: str = "127.0.0.1",
+        ttl: int = 60,
+        everything: bool = False,
     ) -> None:
         self.host = host
         self.ttl = ttl
+        self.everything = everything
         self.port = 0
         self.records: Records = {}
+        self.failing: set[str] = set()
+        self.dropped: set[str] = set()
         self.queries: list[tuple[str, str]] = []
         self._lock = threading.Lock()
         for (name, rdtype), values in (records or {}).items():
@@ -51,9 +71,30 @@ class DNSServer:
         with self._lock:
             self.records[(_norm(name), rdtype.upper())] = list(values)
 
+    def add(self, name: str, rdtype: str, *values: str) -> None:
+        kind = rdtype.upper()
+        texts = [txt_rdata(v) if kind == "TXT" else v for v in values]
+        with self._lock:
+            self.records.setdefault((_norm(name), kind), []).extend(texts)
+
+    def add_txt(self, name: str, value: str) -> None:
+        self.add(name, "TXT", value)
+
     def remove(self, name: str, rdtype: str) -> None:
         with self._lock:
             self.records.pop((_norm(name), rdtype.upper()), None)
+
+    def servfail(self, name: str) -> None:
+        with self._lock:
+            self.failing.add(_norm(name))
+
+    def drop(self, name: str) -> None:
+        with self._lock:
+            self.dropped.add(_norm(name))
+
+    @property
+    def address(self) -> str:
+        return f"{self.host}:{self.port}"
 
     def _zones(self) -> set[str]:
         return {n for (n, t) in self.records if t in ("MX", "SOA", "NS")} | {
@@ -75,13 +116,18 @@ class DNSServer:
         rdtype = dns.rdatatype.to_text(q.rdtype)
         with self._lock:
             self.queries.append((name, rdtype))
+            if name in self.dropped:
+                return None
+            if name in self.failing:
+                response.set_rcode(dns.rcode.SERVFAIL)
+                return response.to_wire()
             values = self.records.get((name, rdtype))
             known = any(n == name for (n, _) in self.records)
             zones = self._zones()
         if values:
             response.answer.append(dns.rrset.from_text(q.name, self.ttl, "IN", rdtype, *values))
         elif not known:
-            in_zone = any(name == z or name.endswith("." + z) for z in zones)
+            in_zone = self.everything or any(name == z or name.endswith("." + z) for z in zones)
             response.set_rcode(dns.rcode.NXDOMAIN if in_zone else dns.rcode.REFUSED)
         return response.to_wire()
 
@@ -119,6 +165,11 @@ class DNSServer:
                 continue
             out = self.answer(wire)
             if out is not None:
+                if len(out) > 512:  # rfc1035:4.2.1 over UDP: truncated, ask again over TCP
+                    msg = dns.message.from_wire(out)
+                    msg.flags |= dns.flags.TC
+                    msg.answer = []
+                    out = msg.to_wire()
                 with contextlib.suppress(OSError):
                     self._udp.sendto(out, addr)
 

@@ -21,6 +21,7 @@ import time
 from pathlib import Path
 from types import TracebackType
 
+from harness import free_port
 from merpati.tls import create_self_signed
 
 HOSTNAME = "postfix.peer.test"
@@ -32,12 +33,6 @@ def unavailable() -> str | None:
     if os.geteuid() != 0:
         return "a private Postfix instance needs root"
     return None
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 def _master_cf(port: int) -> str:
@@ -64,7 +59,7 @@ class PostfixPeer:
 
     def __init__(self, base: Path, relayhost: str = "", domain: str = "") -> None:
         self.base = base / "postfix"
-        self.port = _free_port()
+        self.port = free_port()
         self.conf = self.base / "conf"
         self.queue = self.base / "queue"
         self.maildir = self.base / "mail"

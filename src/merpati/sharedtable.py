@@ -26,6 +26,14 @@ from contextlib import contextmanager
 PROBES = 64
 
 
+def memfd(name: str, size: int) -> int:
+    """A zero-filled shared memory file of ``size`` bytes; close-on-exec, so only the workers
+    it is passed to (``pass_fds``) get it."""
+    fd = os.memfd_create(name)
+    os.ftruncate(fd, size)
+    return fd
+
+
 def key_of(*parts: str) -> int:
     raw = hashlib.blake2b(":".join(parts).encode(), digest_size=8).digest()
     return int.from_bytes(raw, "little") or 1
@@ -42,9 +50,7 @@ class SharedTable:
 
     @classmethod
     def create(cls, name: str, record: struct.Struct, slots: int) -> SharedTable:
-        fd = os.memfd_create(name)  # close-on-exec: given to the workers with pass_fds
-        os.ftruncate(fd, record.size * slots)
-        return cls(fd, record, slots)
+        return cls(memfd(name, record.size * slots), record, slots)
 
     @contextmanager
     def locked(self) -> Iterator[None]:

@@ -48,8 +48,10 @@ def _main_paused(srv: MerpatiServer) -> Iterator[None]:
         srv.proc.send_signal(signal.SIGCONT)
 
 
-def _start(server_factory: Callable[..., MerpatiServer]) -> MerpatiServer:
-    srv = server_factory(listeners=("smtp", "imap", "pop3"), allow_plaintext_auth=True, workers=2)
+def _start(server_factory: Callable[..., MerpatiServer], extra_toml: str = "") -> MerpatiServer:
+    srv = server_factory(
+        extra_toml, listeners=("smtp", "imap", "pop3"), allow_plaintext_auth=True, workers=2
+    )
     srv.add_user(ALICE, PASSWORD)
     eventually(lambda: _worker_pids(srv))
     return srv
@@ -180,13 +182,8 @@ def test_connections_per_ip_hold_for_the_server_not_each_process(
     use up the allowance, so the main process refuses the third with its busy reply."""
     import socket
 
-    srv = server_factory(
-        "[limits]\nconnections_per_ip = 2\n",
-        listeners=("smtp", "imap", "pop3"),
-        allow_plaintext_auth=True,
-        workers=2,
-    )
-    worker = eventually(lambda: _worker_pids(srv))[-1]
+    srv = _start(server_factory, "[limits]\nconnections_per_ip = 2\n")
+    worker = _worker_pids(srv)[-1]
 
     def connect() -> tuple[socket.socket, bytes]:
         s = socket.create_connection(srv.address("smtp"), timeout=10)
@@ -222,14 +219,8 @@ def test_auth_failures_count_across_the_processes(
 ) -> None:
     """[limits] auth_failures = 2: two wrong passwords given to the worker make the main
     process answer the next attempt only after the growing delay (1 s here)."""
-    srv = server_factory(
-        "[limits]\nauth_failures = 2\n",
-        listeners=("smtp", "imap", "pop3"),
-        allow_plaintext_auth=True,
-        workers=2,
-    )
-    srv.add_user(ALICE, PASSWORD)
-    worker = eventually(lambda: _worker_pids(srv))[-1]
+    srv = _start(server_factory, "[limits]\nauth_failures = 2\n")
+    worker = _worker_pids(srv)[-1]
 
     def wrong_login() -> float:
         m = imaplib.IMAP4(*srv.address("imap"), timeout=20)
@@ -261,13 +252,8 @@ def test_the_connection_rate_counts_across_the_processes(
     used up the allowance, the main process has none left this minute either."""
     import socket
 
-    srv = server_factory(
-        "[policy]\nconnection_rate_per_ip = 2\ntrusted_networks = []\n",
-        listeners=("smtp", "imap", "pop3"),
-        allow_plaintext_auth=True,
-        workers=2,
-    )
-    worker = eventually(lambda: _worker_pids(srv))[-1]
+    srv = _start(server_factory, "[policy]\nconnection_rate_per_ip = 2\ntrusted_networks = []\n")
+    worker = _worker_pids(srv)[-1]
 
     def greeting() -> bytes:
         with socket.create_connection(srv.address("smtp"), timeout=10) as s:

@@ -17,8 +17,6 @@ import email
 import email.policy
 import smtplib
 import sys
-import time
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -26,7 +24,7 @@ import pytest
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from dnsserver import DNSServer
-from harness import MerpatiServer
+from harness import MerpatiServer, eventually
 from mailread import imap_messages
 from postfix_peer import HOSTNAME, PostfixPeer, unavailable
 
@@ -36,17 +34,6 @@ DOMAIN = "merpati.test"
 ALICE = f"alice@{DOMAIN}"
 JOSE = f"jos\u00e9@{DOMAIN}"
 PASSWORD = "peer-password-1"
-
-
-def _wait(cond: Callable[[], Any], timeout: float, what: str, log: Callable[[], str]) -> Any:
-    deadline = time.monotonic() + timeout
-    while True:
-        value = cond()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            raise AssertionError(f"{what}: not reached in {timeout}s\n{log()}")
-        time.sleep(0.2)
 
 
 def _inbox(srv: MerpatiServer, user: str) -> list[email.message.Message]:
@@ -59,7 +46,6 @@ def test_postfix_relays_into_merpati(server_factory: Any, tmp_path: Path) -> Non
     srv.add_user(ALICE, PASSWORD)
     srv.add_user(JOSE, PASSWORD)
     with PostfixPeer(tmp_path, relayhost=f"[127.0.0.1]:{srv.ports['smtp']}") as pf:
-        logs = lambda: pf.log() + srv.log()  # noqa: E731
         body8 = "Subject: eight\r\n\r\nGr\u00fc\u00dfe, caf\u00e9 \u00e0 8 bits\r\n".encode()
         utf8 = f"From: {ALICE}\r\nTo: {JOSE}\r\nSubject: utf\u00e9\r\n\r\n\u00e9t\u00e9\r\n"
         lost = b"Subject: lost\r\n\r\nto nobody\r\n"
@@ -70,13 +56,13 @@ def test_postfix_relays_into_merpati(server_factory: Any, tmp_path: Path) -> Non
             assert c.sendmail(ALICE, [f"nobody@{DOMAIN}"], lost) == {}
 
         # Postfix's verdicts, from its own log
-        _wait(lambda: pf.log().count("status=sent") >= 3, 30, "three deliveries by Postfix", logs)
+        eventually(lambda: pf.log().count("status=sent") >= 3, timeout=30)  # three deliveries
         log = pf.log()
         assert f"to=<nobody@{DOMAIN}>" in log and "status=bounced" in log
         assert "550 5.1.1" in log  # refused at RCPT, with our enhanced status code
         assert "TLS connection established to 127.0.0.1" in log  # STARTTLS, then TLS 1.2+
 
-        mails = _wait(lambda: len(_inbox(srv, ALICE)) >= 2, 30, "alice's two messages", logs)
+        eventually(lambda: len(_inbox(srv, ALICE)) >= 2, timeout=30)
         mails = _inbox(srv, ALICE)
         eight = next(m for m in mails if m["Subject"] == "eight")
         assert (
@@ -92,7 +78,7 @@ def test_postfix_relays_into_merpati(server_factory: Any, tmp_path: Path) -> Non
         assert bounce.get_content_type() == "multipart/report"
         assert f"nobody@{DOMAIN}" in bounce.as_string()
 
-        jose = _wait(lambda: _inbox(srv, JOSE), 30, "the SMTPUTF8 message", logs)
+        jose = eventually(lambda: _inbox(srv, JOSE), timeout=30)
         assert str(jose[0]["Subject"]) == "utf\u00e9"
         assert "with UTF8SMTPS" in str(jose[0]["Received"])  # rfc6531:3.7.3
 
@@ -110,14 +96,13 @@ def test_merpati_delivers_to_postfix(server_factory: Any, tmp_path: Path) -> Non
             listeners=("submission",),
         )
         srv.add_user(ALICE, PASSWORD)
-        logs = lambda: pf.log() + srv.log()  # noqa: E731
         msg = "Subject: out\u00e9\r\nFrom: alice@merpati.test\r\n\r\nvers Postfix \u00e9t\u00e9\r\n"
         with smtplib.SMTP(*srv.address("submission"), timeout=20) as c:
             c.starttls(context=MerpatiServer.client_tls_context())
             c.login(ALICE, PASSWORD)
             assert c.sendmail(ALICE, ["bob@peer.test"], msg.encode(), ["BODY=8BITMIME"]) == {}
 
-        got = _wait(pf.delivered, 30, "delivery into Postfix's Maildir", logs)
+        got = eventually(pf.delivered, timeout=30)
         assert len(got) == 1
         mail = email.message_from_bytes(got[0], policy=email.policy.SMTPUTF8)
         assert str(mail["Subject"]) == "out\u00e9"

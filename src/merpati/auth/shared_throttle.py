@@ -9,8 +9,8 @@ instead, and the two are added up.
 from __future__ import annotations
 
 import struct
+import time
 from collections.abc import Callable
-from dataclasses import dataclass
 
 from merpati.auth.throttle import FailureCount, Throttle
 from merpati.sharedtable import SharedTable, key_of
@@ -22,7 +22,10 @@ _RECORD = struct.Struct("<QdI4x")  # key, last failure, failures
 class FailureTable:
     def __init__(self, fd: int) -> None:
         self.table = SharedTable(fd, _RECORD, SLOTS)
-        self.fd = fd
+
+    @property
+    def fd(self) -> int:
+        return self.table.fd
 
     @classmethod
     def create(cls) -> FailureTable:
@@ -61,16 +64,23 @@ class FailureTable:
         self.table.close()
 
 
-@dataclass
 class SharedThrottle(Throttle):
     """``Throttle`` counting in the shared table; in this process's own counters only what
     the table had no room for. A success clears the account in both, for every process."""
 
-    table: FailureTable | None = None
+    def __init__(
+        self,
+        table: FailureTable,
+        *,
+        free: int = 5,
+        window: float = 900.0,
+        max_delay: float = 30.0,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        super().__init__(free=free, window=window, max_delay=max_delay, clock=clock)
+        self.table = table
 
     def delay(self, ip: str, account: str) -> float:
-        if self.table is None:
-            return super().delay(ip, account)
         now = self.clock()
         n = max(
             self.table.failures("ip", ip, now, self.window) + self._local(self._by_ip, ip),
@@ -86,9 +96,6 @@ class SharedThrottle(Throttle):
         return counter.failures
 
     def failure(self, ip: str, account: str) -> None:
-        if self.table is None:
-            super().failure(ip, account)
-            return
         now = self.clock()
         for kind, value, local in (("ip", ip, self._by_ip), ("account", account, self._by_account)):
             if not self.table.add_failure(kind, value, now, self.window):
@@ -98,16 +105,15 @@ class SharedThrottle(Throttle):
 
     def success(self, ip: str, account: str) -> None:
         super().success(ip, account)
-        if self.table is not None:
-            self.table.clear("account", account, self.clock(), self.window)
+        self.table.clear("account", account, self.clock(), self.window)
 
 
-def shared(throttle: Throttle, table: FailureTable, clock: Callable[[], float]) -> SharedThrottle:
-    """``throttle``'s settings, counting in ``table`` too."""
+def shared_throttle(throttle: Throttle, table: FailureTable) -> SharedThrottle:
+    """``throttle``'s settings, counting in ``table``."""
     return SharedThrottle(
+        table,
         free=throttle.free,
         window=throttle.window,
         max_delay=throttle.max_delay,
-        clock=clock,
-        table=table,
+        clock=throttle.clock,
     )

@@ -18,19 +18,15 @@ stop counting once its replacement starts (the main process restarts it within a
 
 from __future__ import annotations
 
-import hashlib
 import mmap
-import os
 import struct
+
+from merpati.sharedtable import key_of, memfd
 
 SLOTS = 8192  # per process; a process has at most [limits] connections open, 2000 by default
 _HEADER = struct.Struct("<II")  # total, slots in use (live or not)
 _SLOT = struct.Struct("<QI4x")  # key, count
 REGION = _HEADER.size + SLOTS * _SLOT.size
-
-
-def _key(ip: str) -> int:
-    return int.from_bytes(hashlib.blake2b(ip.encode(), digest_size=8).digest(), "little") or 1
 
 
 class ConnectionBoard:
@@ -41,23 +37,19 @@ class ConnectionBoard:
         self.processes = processes
         self._map = mmap.mmap(fd, REGION * processes)
         self._base = REGION * index
-        self._counts: dict[int, int] = {}  # what our region says, by key
         self.clear()
 
     @classmethod
     def create(cls, processes: int) -> ConnectionBoard:
         """The main process's board (region 0); ``fd`` goes to the workers."""
-        fd = os.memfd_create("merpati-connections")  # close-on-exec: passed to workers only
-        os.ftruncate(fd, REGION * processes)
-        return cls(fd, 0, processes)
+        return cls(memfd("merpati-connections", REGION * processes), 0, processes)
 
     def clear(self) -> None:
         self._map[self._base : self._base + REGION] = bytes(REGION)
-        self._counts.clear()
 
     def others(self, ip: str) -> tuple[int, int]:
         """Connections the other processes have open: in total, and from ``ip``."""
-        key = _key(ip)
+        key = key_of(ip)
         total = from_ip = 0
         for index in range(self.processes):
             if index == self.index:
@@ -71,18 +63,18 @@ class ConnectionBoard:
 
     def publish(self, ip: str, count: int, total: int) -> None:
         """Our open connections from ``ip`` and in total, after a change."""
-        key = _key(ip)
+        key = key_of(ip)
         slot = self._find(self._base, key, insert=True)
         if slot is None:  # the table is full of dead keys: start it again from what we know
             self._rebuild()
             slot = self._find(self._base, key, insert=True)
         if slot is not None:
-            struct.pack_into("<I", self._map, slot + 8, count)  # the count before the key
-            struct.pack_into("<Q", self._map, slot, key)
-            self._counts[key] = count
-        if count == 0:
-            self._counts.pop(key, None)
+            self._put(slot, key, count)
         struct.pack_into("<I", self._map, self._base, total)
+
+    def _put(self, slot: int, key: int, count: int) -> None:
+        struct.pack_into("<I", self._map, slot + 8, count)  # the count before the key
+        struct.pack_into("<Q", self._map, slot, key)
 
     def _find(self, base: int, key: int, insert: bool = False) -> int | None:
         """The offset of ``key``'s slot in the region at ``base``; with ``insert``, of the
@@ -104,18 +96,18 @@ class ConnectionBoard:
         return None
 
     def _rebuild(self) -> None:
-        """Our region holds every IP we ever saw since the last rebuild; keep the live ones.
+        """Our region holds every IP we saw since the last rebuild; keep the live ones.
         Readers see our counts missing for a moment while this runs."""
-        live = dict(self._counts)
+        first = self._base + _HEADER.size
+        slots = (_SLOT.unpack_from(self._map, first + i * _SLOT.size) for i in range(SLOTS))
+        live = [(key, count) for key, count in slots if key and count]
         total = _HEADER.unpack_from(self._map, self._base)[0]
         self.clear()
         struct.pack_into("<I", self._map, self._base, total)
-        for key, count in live.items():
+        for key, count in live:
             slot = self._find(self._base, key, insert=True)
             if slot is not None:
-                struct.pack_into("<I", self._map, slot + 8, count)
-                struct.pack_into("<Q", self._map, slot, key)
-                self._counts[key] = count
+                self._put(slot, key, count)
 
     def close(self) -> None:
         self._map.close()

@@ -25,8 +25,6 @@ from merpati.accounts.store import AccountStore
 from merpati.app import App
 from merpati.auth.credentials import Authenticator
 from merpati.auth.passwords import generate_password
-from merpati.auth.shared_throttle import FailureTable
-from merpati.auth.shared_throttle import shared as shared_throttle
 from merpati.clientsettings import client_settings
 from merpati.config import Config
 from merpati.delivery.deliver import make_deliverer
@@ -34,8 +32,8 @@ from merpati.errors import OperationalError
 from merpati.logging import EventLog
 from merpati.metrics import Metrics
 from merpati.server import registry
-from merpati.server.board import ConnectionBoard
 from merpati.server.listeners import Acceptor
+from merpati.server.sharing import SharedCounts
 from merpati.server.workers import (
     SMTP_LISTENERS,
     WORKER_LISTENERS,
@@ -43,12 +41,7 @@ from merpati.server.workers import (
     inherited,
     worker_count,
 )
-from merpati.sharedtable import SharedTable
 from merpati.tls import TLSManager
-from merpati.trust.ratelimit import controls_for
-from merpati.trust.shared_rate import SharedRateLimiter
-from merpati.trust.shared_rate import attach_table as attach_rate_table
-from merpati.trust.shared_rate import create_table as create_rate_table
 
 
 def raise_file_limit() -> None:
@@ -169,11 +162,9 @@ async def serve(config: Config) -> int:
             # A worker that queued remote mail says so with SIGUSR1 (before any worker runs:
             # the signal's default action would end this process).
             asyncio.get_running_loop().add_signal_handler(signal.SIGUSR1, partial(_wake_queue, app))
-            acceptor.board = ConnectionBoard.create(count)
-            failures = FailureTable.create()
-            rates = create_rate_table()
-            _share_counts(app, failures, rates)
-            pool = WorkerPool(app, fds, count - 1, acceptor.board, failures, rates)
+            shared = SharedCounts.create(count)
+            shared.install(app, acceptor)
+            pool = WorkerPool(app, fds, count - 1, shared.fds())
             await pool.start()
     except BaseException:
         acceptor.stop_accepting()
@@ -197,17 +188,6 @@ async def serve(config: Config) -> int:
     await _shut_down(app, acceptor, list(reversed(services)), alongside=pool)
     app.log.event("server.stopped")
     return 0
-
-
-def _share_counts(app: App, failures: FailureTable, rates: SharedTable) -> None:
-    """Auth failures (merpati.auth.shared_throttle) and the ``[policy]`` rates
-    (merpati.trust.shared_rate) count across the processes of the server."""
-    throttle = app.auth.throttle
-    app.auth.throttle = shared_throttle(throttle, failures, throttle.clock)
-    controls = controls_for(app)
-    policy = app.config.policy
-    controls.connections = SharedRateLimiter(policy.connection_rate_per_ip, 60.0, rates, "c")
-    controls.outbound = SharedRateLimiter(policy.outbound_rate_per_account, 3600.0, rates, "o")
 
 
 def _wake_queue(app: App) -> None:
@@ -263,15 +243,13 @@ async def serve_worker(config: Config, index: int) -> int:
     handed = inherited()
     if handed is None:
         raise OperationalError("serve --worker is started by merpati serve itself")
-    listeners, parent, board, failures, rates = handed
+    listeners, parent, shared = handed
     raise_file_limit()
     app = build_app(config)
     acceptor = Acceptor(app)
     acceptor.id_prefix = f"w{index}."
-    if board >= 0:
-        acceptor.board = ConnectionBoard(board, index, worker_count(config.workers))
-    if failures >= 0 and rates >= 0:
-        _share_counts(app, FailureTable(failures), attach_rate_table(rates))
+    if shared:
+        SharedCounts.attach(shared, index, worker_count(config.workers)).install(app, acceptor)
     # Before the first connection: SMTP answers from the journal only once it is open.
     services = await _smtp_services(app) if set(listeners) & set(SMTP_LISTENERS) else []
     for name, fds in listeners.items():

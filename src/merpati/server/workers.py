@@ -17,9 +17,9 @@ one data dir (docs/mailstore.md): the account database, the mail store and its c
 (IDLE in one process sees what another delivered within its poll interval), the POP3 maildrop
 locks; and, through a shared memory board, the open connection counts, so ``[limits]
 connections`` and ``connections_per_ip`` hold for the server as a whole
-(``merpati.server.board``), the auth failure counts (``merpati.auth.shared_throttle``) and
-the ``[policy]`` rate counts (``merpati.trust.shared_rate``). What each keeps for itself: the
-auth success cache and caches of open mailboxes.
+(``merpati.server.board``), the auth failure counts and the ``[policy]`` rate counts
+(``merpati.server.sharing``). What each keeps for itself: the auth success cache and caches
+of open mailboxes.
 
 A worker exits when the main process goes (it holds the read end of a pipe whose write end only
 the main process has: end of file means the main process is gone, even after SIGKILL), so a
@@ -39,10 +39,7 @@ import sys
 from dataclasses import dataclass, field
 
 from merpati.app import App
-from merpati.auth.shared_throttle import FailureTable
 from merpati.config import Config
-from merpati.server.board import ConnectionBoard
-from merpati.sharedtable import SharedTable
 
 WORKER_LISTENERS = ("smtp", "submission", "submissions", "imap", "imaps", "pop3", "pop3s")
 SMTP_LISTENERS = ("smtp", "submission", "submissions")
@@ -67,9 +64,7 @@ class WorkerPool:
     app: App
     listeners: dict[str, list[int]]  # listener name -> listening socket descriptors
     count: int  # extra processes
-    board: ConnectionBoard | None = None  # shared connection counts (merpati.server.board)
-    failures: FailureTable | None = None  # shared auth failures (merpati.auth.shared_throttle)
-    rates: SharedTable | None = None  # shared [policy] rates (merpati.trust.shared_rate)
+    shared: dict[str, int] = field(default_factory=dict)  # merpati.server.sharing's fds
     procs: dict[int, asyncio.subprocess.Process] = field(default_factory=dict)
     _tasks: list[asyncio.Task[None]] = field(default_factory=list)
     _stopping: bool = False
@@ -88,19 +83,10 @@ class WorkerPool:
     async def _keep(self, index: int) -> None:
         fds = [fd for fds in self.listeners.values() for fd in fds]
         env = dict(os.environ)
-        board = self.board.fd if self.board is not None else -1
-        failures = self.failures.fd if self.failures is not None else -1
-        rates = self.rates.fd if self.rates is not None else -1
         env[FDS_ENV] = json.dumps(
-            {
-                "listeners": self.listeners,
-                "parent": self._pipe_r,
-                "board": board,
-                "failures": failures,
-                "rates": rates,
-            }
+            {"listeners": self.listeners, "parent": self._pipe_r, "shared": self.shared}
         )
-        fds += [fd for fd in (board, failures, rates) if fd >= 0]
+        fds += self.shared.values()
         if self.app.config.source is None:
             env.pop("MERPATI_CONFIG", None)  # the embedded default, as the main process
         while not self._stopping:
@@ -142,13 +128,13 @@ class WorkerPool:
                 os.close(fd)
 
 
-def inherited() -> tuple[dict[str, list[int]], int, int, int, int] | None:
-    """In a worker: the listening sockets, the parent pipe, the connection board, the auth
-    failure table and the rate table (-1: none) handed down, else None."""
+def inherited() -> tuple[dict[str, list[int]], int, dict[str, int]] | None:
+    """In a worker: the listening sockets, the parent pipe and the shared counts
+    (``merpati.server.sharing``) handed down, else None."""
     raw = os.environ.get(FDS_ENV)
     if not raw:
         return None
     data = json.loads(raw)
     listeners = {str(k): [int(fd) for fd in v] for k, v in data["listeners"].items()}
-    board, failures, rates = (int(data.get(name, -1)) for name in ("board", "failures", "rates"))
-    return listeners, int(data["parent"]), board, failures, rates
+    shared = {str(k): int(fd) for k, fd in data.get("shared", {}).items()}
+    return listeners, int(data["parent"]), shared

@@ -7,8 +7,8 @@ of that type" is an empty list; a timeout, SERVFAIL or unreachable server raises
 
 ``DnspythonLookup`` is the implementation over dnspython's async resolver as
 ``merpati.dns.resolver`` sets it up (``[dns] nameservers`` and ``timeout``, a TTL-honouring
-cache); a running server's is the very resolver its queue uses. This
-module asks nothing by itself; it does not decide what an answer means.
+cache); a running server's is the very resolver its queue uses. This module asks nothing by
+itself; it does not decide what an answer means.
 """
 
 from __future__ import annotations
@@ -19,7 +19,6 @@ from typing import Protocol
 import dns.asyncresolver
 import dns.exception
 import dns.name
-import dns.nameserver
 import dns.rdatatype
 import dns.resolver
 import dns.reversename

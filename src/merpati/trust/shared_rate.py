@@ -80,3 +80,8 @@ class SharedRateLimiter(RateLimiter):
         # last * (1 - (t - start) / window) + this < limit, solved for t
         until = start + self.window * (1 - (self.limit - this) / last)
         return max(0.0, until - when)
+
+
+def shared_limiter(limiter: RateLimiter, table: SharedTable, kind: str) -> SharedRateLimiter:
+    """``limiter``'s limit and window, counted in ``table`` under keys of ``kind``."""
+    return SharedRateLimiter(limiter.limit, limiter.window, table, kind)
